@@ -1,0 +1,79 @@
+"""Environments: which exist, where their state lives, and the values commands check."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from pathlib import Path
+
+from nself_ops import PROJECT_DIR
+
+INVENTORIES = PROJECT_DIR / "inventories"
+
+# Services every environment has, in the order status lists them.
+SERVICES = ("postgres", "pgbouncer", "redis", "api", "nginx")
+
+
+class InputError(ValueError):
+    """Bad input from the command line; the message names the value and valid ones."""
+
+
+def environments() -> list[str]:
+    """Every environment, one per inventory folder."""
+    return sorted(p.name for p in INVENTORIES.iterdir() if (p / "hosts.yml").exists())
+
+
+def resolve_env(env: str | None) -> str:
+    """The environment a command acts on: --env, else NSELF_ENV, else local."""
+    name = env or os.environ.get("NSELF_ENV") or "local"
+    valid = environments()
+    if name not in valid:
+        raise InputError(
+            "unknown environment %r; valid environments: %s" % (name, ", ".join(valid))
+        )
+    return name
+
+
+def check_choice(what: str, value: str, valid) -> str:
+    if value not in valid:
+        raise InputError(
+            "unknown %s %r; valid %ss: %s" % (what, value, what, ", ".join(valid))
+        )
+    return value
+
+
+def state_root() -> Path:
+    """Where environments keep state: NSELF_STATE_ROOT, else a per-user default."""
+    if os.environ.get("NSELF_STATE_ROOT"):
+        return Path(os.environ["NSELF_STATE_ROOT"])
+    if os.geteuid() == 0:
+        return Path("/var/lib/nself")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "nself"
+
+
+def service_user() -> str:
+    """The account services run as: the invoking one, or `nself` for root."""
+    if os.environ.get("NSELF_SERVICE_USER"):
+        return os.environ["NSELF_SERVICE_USER"]
+    return "nself" if os.geteuid() == 0 else getpass.getuser()
+
+
+def state_dir(env: str) -> Path:
+    return state_root() / env
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)B?$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_memory(text: str) -> int:
+    """Bytes from a Compose-style size such as 512M or 4G."""
+    match = _SIZE.match(str(text).strip())
+    if not match:
+        raise InputError(
+            "invalid memory %r; use a number with an optional unit K, M, G or T "
+            "(for example 512M or 4G)" % text
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
