@@ -204,7 +204,28 @@ class Runtime:
         raise NotImplementedError
 
     def instances(self, service: str) -> list[Instance]:
+        """Every instance of a service the runtime knows, running or not, in order."""
         raise NotImplementedError
+
+    def set_resources(
+        self, service: str, resources: dict, check: bool, wait_timeout: float = 60.0
+    ) -> Change:
+        """Apply limits and reservations to every instance of a service.
+
+        `resources` is shaped like Compose's deploy.resources with sizes already parsed:
+        {"limits": {"memory": bytes, "cpus": float}, "reservations": {...}}; a missing
+        key means no limit. Returns what changed; check mode changes nothing.
+        """
+        raise NotImplementedError
+
+    def usage(self, instances: list[Instance]) -> dict[str, dict]:
+        """CPU % (of one core) and memory in bytes now, per instance name:
+        {"api_1": {"cpu_percent": 12.5, "memory_bytes": 73400320}}."""
+        raise NotImplementedError
+
+    def enforcement(self) -> str | None:
+        """Why resource limits cannot be enforced here, or None when they can."""
+        return None
 
     def stop_all(self, check: bool) -> Change:
         raise NotImplementedError
