@@ -152,6 +152,7 @@ def summarise(
 def bench_api(
     base_url: str,
     endpoints: Sequence[str | HttpRequest | dict[str, Any]],
+    *,
     concurrency: int = 100,
     duration: float = 60.0,
     rate: float | None = None,

@@ -83,6 +83,7 @@ class Step:
     name: str
     weight: float
     requests: Sequence[HttpRequest]
+    label: str | None = None
 
 
 def parse_endpoint(text: str) -> HttpRequest:
@@ -185,6 +186,7 @@ def _run_wrk(
     script: str,
     spec: dict[str, Any],
     base_url: str,
+    *,
     threads: int,
     connections: int,
     duration: float,
@@ -252,7 +254,9 @@ def _run_wrk(
             try:
                 output = json.load(fh)
             except json.JSONDecodeError as exc:
-                raise GeneratorError(f"wrk's script wrote unreadable JSON: {exc}")
+                raise GeneratorError(
+                    f"wrk's script wrote unreadable JSON: {exc}"
+                ) from None
 
     host_busy = 100.0 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0
     return WrkRun(
@@ -364,6 +368,7 @@ def run_fast(
     request: HttpRequest,
     connections: int,
     duration: float,
+    *,
     threads: int | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     sample_interval: float = 1.0,
@@ -387,11 +392,11 @@ def run_fast(
         "fast.lua",
         spec,
         base_url,
-        threads,
-        connections,
-        duration,
-        timeout,
-        progress,
+        threads=threads,
+        connections=connections,
+        duration=duration,
+        timeout=timeout,
+        progress=progress,
     )
     return summarise_fast(run, request.label, connections, sample_interval)
 
@@ -460,6 +465,7 @@ def run_timed(
     steps: Sequence[Step],
     connections: int,
     duration: float,
+    *,
     rate: float = 0.0,
     ramp_up: float = 0.0,
     timeout: float = DEFAULT_TIMEOUT_S,
@@ -514,13 +520,20 @@ def run_timed(
         "timed.lua",
         spec,
         base_url,
-        connections,
-        connections,
-        duration,
-        timeout,
-        progress,
+        threads=connections,
+        connections=connections,
+        duration=duration,
+        timeout=timeout,
+        progress=progress,
     )
-    return summarise_timed(run, steps, connections, rate, ramp_up, sample_interval)
+    return summarise_timed(
+        run,
+        steps,
+        connections=connections,
+        rate=rate,
+        ramp_up=ramp_up,
+        sample_interval=sample_interval,
+    )
 
 
 def _step_figures(raw: Mapping[str, Any], duration_s: float) -> dict[str, Any]:
@@ -561,6 +574,7 @@ def _step_figures(raw: Mapping[str, Any], duration_s: float) -> dict[str, Any]:
 def summarise_timed(
     run: WrkRun,
     steps: Sequence[Step],
+    *,
     connections: int,
     rate: float,
     ramp_up: float,
@@ -581,7 +595,7 @@ def summarise_timed(
         "failed": 0,
     }
     status_total = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "other": 0}
-    for step, raw in zip(steps, raw_steps):
+    for step, raw in zip(steps, raw_steps, strict=False):
         figures = _step_figures(raw, duration_s)
         for bucket, count in figures["hist"].items():
             merged_hist[bucket] = merged_hist.get(bucket, 0) + count
@@ -595,7 +609,9 @@ def summarise_timed(
             status_total[key] += figures["status"][key]
         figures["name"] = step.name
         figures["weight"] = step.weight
-        figures["endpoint"] = ", ".join(sorted({r.label for r in step.requests}))
+        figures["endpoint"] = step.label or ", ".join(
+            sorted({r.label for r in step.requests})
+        )
         per_step.append(figures)
 
     # Per-interval rows: one per (interval, step), and totals per interval.

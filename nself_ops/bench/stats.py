@@ -54,7 +54,7 @@ def grid_quantile(grid: Sequence[Sequence[float]], p: float) -> float:
     points = sorted((float(q), float(v)) for q, v in grid)
     if p <= points[0][0]:
         return points[0][1]
-    for (q0, v0), (q1, v1) in zip(points, points[1:]):
+    for (q0, v0), (q1, v1) in zip(points, points[1:], strict=False):
         if q0 <= p <= q1:
             if q1 == q0:
                 return v1
@@ -116,7 +116,7 @@ def _exact_u_pvalue(u: float, n1: int, n2: int) -> float:
     prev = [[0] * (max_u + 1) for _ in range(n2 + 1)]
     for j in range(n2 + 1):
         prev[j][0] = 1
-    for i in range(1, n1 + 1):
+    for _ in range(n1):
         cur = [[0] * (max_u + 1) for _ in range(n2 + 1)]
         cur[0][0] = 1
         for j in range(1, n2 + 1):
