@@ -20,9 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
 from nself_ops.bench.api import bench_api  # noqa: E402
-from tests.bench.servers import Nginx  # noqa: E402
+from bench_servers import Nginx  # noqa: E402
 
 
 def plain_wrk(url: str, threads: int, connections: int, duration: float) -> float:

@@ -113,6 +113,11 @@ class DelayServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One buffered write per answer, sent at once: headers and body in
+            # separate small writes would wait on the client's delayed ACK
+            # and add some 40 ms to every request.
+            wbufsize = 65536
+            disable_nagle_algorithm = True
 
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -132,9 +137,14 @@ class DelayServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        ThreadingHTTPServer.daemon_threads = True
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.request_queue_size = 128
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            # listen()'s backlog is set when the server is built; with the
+            # default of 5 a burst of connects overflows it and the dropped
+            # SYNs come back only after a one-second retransmit.
+            request_queue_size = 512
+
+        self.server = Server((HOST, 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

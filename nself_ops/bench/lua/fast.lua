@@ -19,6 +19,7 @@ local interval
 local cutoff
 
 -- Globals, so that done() can read them through thread:get().
+thread_index = 0
 sends = {}
 sent = 0
 sent_early = 0
@@ -31,7 +32,17 @@ function init(args)
   cutoff = nself_now() + spec.duration - spec.timeout
 end
 
+-- wrk calls request() once on its first thread right after init() to check
+-- the request it returns; that one is never sent, so it is not counted.
+local checked = false
+
 function request()
+  if not checked then
+    checked = true
+    if thread_index == 0 then
+      return prepared
+    end
+  end
   local now = nself_now()
   local slot = math.floor((now - spec.origin) / interval)
   sends[slot] = (sends[slot] or 0) + 1
@@ -45,6 +56,7 @@ end
 local threads = {}
 
 function setup(thread)
+  thread:set("thread_index", #threads)
   threads[#threads + 1] = thread
 end
 

@@ -39,6 +39,11 @@ pending_step = 0
 pending_intended = 0
 pending_sent = 0
 
+-- wrk calls request() once on its first thread right after init() to check
+-- the request it returns, and never sends it. Every real first request comes
+-- after a call to delay(), so a request() before any delay() is that check.
+local delay_called = false
+
 local FIELDS = {"n", "s2", "s3", "s4", "s5", "other", "errors", "failed",
                 "timeouts", "hung", "lat_sum"}
 local NFIELDS = #FIELDS
@@ -110,6 +115,7 @@ function init(args)
 end
 
 function delay()
+  delay_called = true
   local now = nself_now()
   local target
   if period then
@@ -128,6 +134,9 @@ function delay()
 end
 
 function request()
+  if not delay_called then
+    return prepared[1][1]
+  end
   local now = nself_now()
   if pending_step > 0 then
     -- A new request while the last one is unanswered: wrk reconnected after a

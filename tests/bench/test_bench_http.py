@@ -1,0 +1,228 @@
+"""Integration tests of the HTTP engine against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+from bench_servers import closed_port_url
+
+from nself_ops.bench import api, engine
+from nself_ops.bench.errors import BenchInputError, TargetDownError
+
+DELAY_MS = 50.0
+
+
+def within_delay(value_ms: float) -> bool:
+    """Reported figure within 5% + 1 ms of the injected delay."""
+    return abs(value_ms - DELAY_MS) <= DELAY_MS * 0.05 + 1.0
+
+
+def test_closed_loop_percentiles_match_an_injected_50ms_delay(delay_server):
+    out = api.bench_api(delay_server.url, ["GET /"], concurrency=10, duration=2)
+    row = out["summary"]["endpoints"][0]
+    assert row["requests"] > 200
+    assert within_delay(row["p50_ms"]), row
+    assert within_delay(row["p95_ms"]), row
+    assert row["errors_pct"] == 0.0
+    assert out["summary"]["generator"]["saturated"] is False
+
+
+def test_fixed_rate_percentiles_match_an_injected_50ms_delay(delay_server):
+    # 10 connections at 100 req/s: one request per connection every 100 ms,
+    # so no request waits for its connection and latency is the delay alone.
+    out = api.bench_api(
+        delay_server.url, ["GET /"], concurrency=10, duration=2, rate=100
+    )
+    row = out["summary"]["endpoints"][0]
+    assert within_delay(row["p50_ms"]), row
+    assert within_delay(row["p95_ms"]), row
+    detail = out["endpoints"][0]
+    assert detail["mode"] == "rate"
+    assert detail["completed"] == pytest.approx(100 * detail["duration_s"], rel=0.15)
+    assert out["summary"]["generator"]["target_rate"] == 100
+
+
+def test_fixed_rate_counts_latency_from_the_intended_start(delay_server):
+    # Two connections asked for 100 req/s can serve only 2 / 50 ms = 40 req/s:
+    # requests fall ever further behind schedule, and that wait is latency.
+    # A generator measuring from the actual send would report about 50 ms.
+    detail = engine.run_timed(
+        delay_server.url,
+        [engine.Step("root", 1.0, [engine.HttpRequest("GET", "/")])],
+        2,
+        2,
+        rate=100,
+        timeout=5,
+    )
+    assert detail["p50_ms"] > 300
+    assert detail["p99_ms"] > 600
+    assert detail["generator"]["backlogged_pct"] > 80
+    # The delay is the server's, so the generator is not blamed for it.
+    assert detail["generator"]["saturated"] is False
+
+
+def test_json_summary_has_exactly_the_documented_keys(nginx):
+    out = api.bench_api(nginx.url, ["/healthz"], concurrency=4, duration=1)
+    summary = out["summary"]
+    assert list(summary) == [
+        "duration_s",
+        "concurrency",
+        "endpoints",
+        "total_requests",
+        "success_rate",
+        "throughput_rps",
+        "generator",
+    ]
+    assert list(summary["endpoints"][0]) == list(api.ENDPOINT_KEYS)
+    assert isinstance(summary["generator"]["saturated"], bool)
+    assert "cpu_percent" in summary["generator"]
+    assert summary["success_rate"] == 100.0
+    assert summary["total_requests"] == summary["endpoints"][0]["requests"] > 0
+
+
+def test_several_endpoints_are_measured_one_by_one_with_totals(nginx):
+    out = api.bench_api(
+        nginx.url, ["GET /healthz", "GET /fail"], concurrency=4, duration=1
+    )
+    summary = out["summary"]
+    ok, failing = summary["endpoints"]
+    assert (ok["endpoint"], failing["endpoint"]) == ("GET /healthz", "GET /fail")
+    assert ok["errors_pct"] == 0.0 and failing["errors_pct"] == 100.0
+    assert summary["total_requests"] == ok["requests"] + failing["requests"]
+    expected = 100.0 * ok["requests"] / summary["total_requests"]
+    assert summary["success_rate"] == pytest.approx(expected, abs=0.01)
+    assert len(out["endpoints"][0]["samples"]) >= 0
+
+
+def test_5xx_answers_are_counted_as_errors(nginx):
+    fast = engine.run_fast(nginx.url, engine.HttpRequest("GET", "/fail"), 4, 1)
+    assert fast["completed"] > 0
+    assert fast["error_kinds"]["http"] == fast["completed"]
+    assert fast["errors"] == fast["requests"]
+    assert fast["errors_pct"] == 100.0
+
+    timed = engine.run_timed(
+        nginx.url,
+        [
+            engine.Step("ok", 1.0, [engine.HttpRequest("GET", "/healthz")]),
+            engine.Step("fail", 1.0, [engine.HttpRequest("GET", "/fail")]),
+        ],
+        4,
+        1,
+    )
+    ok, fail = timed["steps"]
+    assert fail["status"]["5xx"] == fail["completed"] > 0
+    assert fail["errors"] == fail["requests"]
+    assert ok["errors"] == 0 and ok["status"]["2xx"] == ok["completed"]
+    assert timed["error_kinds"]["http"] == fail["status"]["5xx"]
+
+
+def test_requests_never_answered_are_counted_as_timeouts(silent_server):
+    fast = engine.run_fast(
+        silent_server.url, engine.HttpRequest("GET", "/"), 4, 2, timeout=1
+    )
+    assert fast["completed"] == 0
+    assert fast["error_kinds"]["timeout"] == 4
+    assert fast["errors_pct"] == 100.0
+
+    timed = engine.run_timed(
+        silent_server.url,
+        [engine.Step("root", 1.0, [engine.HttpRequest("GET", "/")])],
+        3,
+        2,
+        timeout=1,
+    )
+    assert timed["completed"] == 0
+    assert timed["error_kinds"]["timeout"] == 3
+    assert timed["errors"] == timed["requests"] == 3
+
+
+def test_refused_connections_are_counted_as_errors():
+    url = closed_port_url()
+    fast = engine.run_fast(url, engine.HttpRequest("GET", "/"), 2, 1)
+    kinds = fast["error_kinds"]
+    assert fast["completed"] == 0
+    assert kinds["connect"] + kinds["write"] + kinds["read"] == fast["requests"] > 0
+    assert fast["errors_pct"] == 100.0
+
+    timed = engine.run_timed(
+        url, [engine.Step("root", 1.0, [engine.HttpRequest("GET", "/")])], 2, 1
+    )
+    assert timed["completed"] == 0
+    assert timed["errors"] == timed["requests"] > 0
+
+
+def test_a_target_that_is_down_is_reported_as_down():
+    with pytest.raises(TargetDownError, match="connection refused.*environment up"):
+        api.bench_api(closed_port_url(), ["GET /"], concurrency=2, duration=1)
+
+
+def test_a_silent_target_is_reported_as_down(silent_server, monkeypatch):
+    with pytest.raises(TargetDownError, match="did not answer"):
+        api.preflight(silent_server.url, engine.HttpRequest("GET", "/"), timeout=0.5)
+
+
+def test_unknown_endpoint_is_refused_with_the_known_ones(nginx):
+    with pytest.raises(BenchInputError) as caught:
+        api.bench_api(
+            nginx.url,
+            ["GET /missing"],
+            concurrency=2,
+            duration=1,
+            known=["GET /healthz"],
+        )
+    message = str(caught.value)
+    assert "unknown endpoint GET /missing" in message
+    assert "404" in message and "GET /healthz" in message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"concurrency": 0}, "concurrency must be greater than zero, got 0"),
+        ({"concurrency": -5}, "concurrency must be greater than zero, got -5"),
+        ({"duration": 0}, "duration must be greater than zero, got 0"),
+        ({"duration": -1}, "duration must be greater than zero, got -1"),
+        ({"rate": -10}, "rate must be greater than zero, got -10"),
+        ({"concurrency": 2.5}, "concurrency must be a whole number"),
+    ],
+)
+def test_bad_numbers_are_refused_before_any_load(nginx, kwargs, match):
+    options = {"concurrency": 2, "duration": 1} | kwargs
+    with pytest.raises(BenchInputError, match=match):
+        api.bench_api(nginx.url, ["GET /healthz"], **options)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("FETCH /x", "unknown HTTP method 'FETCH'"),
+        ("GET x", "must start with '/'"),
+        ("GET /a extra", "METHOD /path"),
+    ],
+)
+def test_malformed_endpoints_are_refused(text, match):
+    with pytest.raises(BenchInputError, match=match):
+        engine.parse_endpoint(text)
+
+
+def test_timed_mode_refuses_more_connections_than_it_can_time(nginx):
+    with pytest.raises(BenchInputError, match="at most 1000 connections"):
+        engine.run_timed(
+            nginx.url,
+            [engine.Step("x", 1.0, [engine.HttpRequest("GET", "/")])],
+            1001,
+            1,
+        )
+
+
+def test_post_bodies_reach_the_server(delay_server):
+    delay_server.delay_s = 0.0
+    out = api.bench_api(
+        delay_server.url,
+        [{"endpoint": "POST /orders", "body": '{"user_id": 1}'}],
+        concurrency=2,
+        duration=1,
+    )
+    assert out["summary"]["endpoints"][0]["endpoint"] == "POST /orders"
+    assert out["summary"]["endpoints"][0]["errors_pct"] == 0.0
+    assert out["summary"]["endpoints"][0]["requests"] > 10
