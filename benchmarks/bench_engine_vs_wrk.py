@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
-from nself_ops.bench.api import bench_api  # noqa: E402
 from bench_servers import Nginx  # noqa: E402
+
+from nself_ops.bench.api import bench_api  # noqa: E402
 
 
 def plain_wrk(url: str, threads: int, connections: int, duration: float) -> float:

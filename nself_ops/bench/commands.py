@@ -29,6 +29,7 @@ class Outcome:
 def _save(
     kind: str,
     env: str,
+    *,
     parameters: Mapping[str, Any],
     summary: dict[str, Any],
     details: Mapping[str, Any],
@@ -69,7 +70,9 @@ def run_api(
         "duration": duration,
         "rate": rate,
     }
-    path, report = _save("api", env, parameters, summary, out, text)
+    path, report = _save(
+        "api", env, parameters=parameters, summary=summary, details=out, text=text
+    )
     return Outcome(summary, text, path, report)
 
 
@@ -107,7 +110,9 @@ def run_load(
         "duration": summary["duration_s"],
         "ramp_up": summary["ramp_up_s"],
     }
-    path, report = _save("load", env, parameters, summary, out, text)
+    path, report = _save(
+        "load", env, parameters=parameters, summary=summary, details=out, text=text
+    )
     return Outcome(summary, text, path, report)
 
 
@@ -148,7 +153,9 @@ def run_db(
         "connect": connect,
         "via": via,
     }
-    path, report = _save("db", env, parameters, summary, out, text)
+    path, report = _save(
+        "db", env, parameters=parameters, summary=summary, details=out, text=text
+    )
     return Outcome(summary, text, path, report)
 
 

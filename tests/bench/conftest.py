@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from bench_servers import DelayServer, Nginx, SilentServer, free_port, wait_for_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

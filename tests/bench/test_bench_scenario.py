@@ -1,4 +1,4 @@
-"""Unit tests of scenario loading: the plan's format, and errors with file:line: field."""
+"""Unit tests of scenario loading: the plan's format; errors name file, line, field."""
 
 from __future__ import annotations
 

@@ -1,0 +1,156 @@
+"""Integration tests of bench-db against a throwaway PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from nself_ops.bench import db, stats
+from nself_ops.bench.errors import BenchInputError, TargetDownError
+
+
+@pytest.fixture(scope="module")
+def target(pg_cluster) -> db.DbTarget:
+    return db.DbTarget(
+        "127.0.0.1", pg_cluster.port, pg_cluster.user, pg_cluster.password
+    )
+
+
+@pytest.fixture(scope="module")
+def app_database(target):
+    """An 'application' database whose table must come through untouched."""
+    db.ensure_database(target, "shop")
+    with psycopg.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        dbname="shop",
+        autocommit=True,
+    ) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS products (id int primary key)")
+        conn.execute("TRUNCATE products")
+        conn.execute("INSERT INTO products SELECT generate_series(1, 42)")
+    return "shop"
+
+
+def count_products(target: db.DbTarget, dbname: str) -> tuple[int, list[str]]:
+    with psycopg.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        dbname=dbname,
+    ) as conn:
+        count = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        ]
+    return count, sorted(tables)
+
+
+@pytest.mark.parametrize("workload", ["read", "write", "mixed"])
+def test_pgbench_workloads_report_tps_and_log_percentiles(target, workload):
+    out = db.bench_db(target, workload=workload, clients=4, duration=2)
+    assert out["script"] == db.WORKLOADS[workload]
+    assert out["database"] == "nself_bench"
+    assert out["transactions"] > 0 and out["tps"] > 0
+    assert 0 < out["p50_ms"] <= out["p95_ms"] <= out["p99_ms"]
+    assert out["latency_avg_ms"] > 0
+    assert out["failed"] == 0
+
+
+def test_new_connection_per_transaction_is_slower(target):
+    kept = db.bench_db(target, workload="read", clients=2, duration=2)
+    fresh = db.bench_db(target, workload="read", clients=2, duration=2, connect=True)
+    assert fresh["connect"] is True
+    assert fresh["latency_avg_ms"] > kept["latency_avg_ms"]
+
+
+def test_scratch_database_is_created_and_application_tables_untouched(
+    target, app_database
+):
+    before = count_products(target, app_database)
+    db.bench_db(target, workload="mixed", clients=2, duration=1)
+    assert count_products(target, app_database) == before == (42, ["products"])
+    with psycopg.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        dbname="nself_bench",
+    ) as conn:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        }
+    assert {"pgbench_accounts", "pgbench_branches"} <= names
+
+
+def test_application_database_is_refused_as_scratch(target, app_database):
+    with pytest.raises(BenchInputError, match="refusing to benchmark in 'shop'"):
+        db.bench_db(target, database="shop", protected=["shop"], duration=1)
+    with pytest.raises(BenchInputError, match="refusing"):
+        db.bench_db(target, database="postgres", duration=1)
+
+
+def test_password_goes_in_the_environment_only(target, tmp_path):
+    argv = db.build_command(
+        target,
+        "nself_bench",
+        workload="read",
+        clients=2,
+        duration=1,
+        connect=False,
+        log_prefix=str(tmp_path / "log"),
+    )
+    assert target.password not in " ".join(argv)
+    assert target.env()["PGPASSWORD"] == target.password
+    assert target.password not in repr(target)
+
+
+def test_wrong_password_and_down_server_give_clear_messages(pg_cluster):
+    wrong = db.DbTarget("127.0.0.1", pg_cluster.port, pg_cluster.user, "nope")
+    with pytest.raises(BenchInputError, match="refused the password"):
+        db.bench_db(wrong, duration=1)
+    from bench_servers import free_port
+
+    down = db.DbTarget("127.0.0.1", free_port(), "x", "y")
+    with pytest.raises(TargetDownError, match="does not answer"):
+        db.bench_db(down, duration=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"workload": "upsert"},
+            "unknown workload 'upsert'; valid: read, write, mixed",
+        ),
+        ({"clients": 0}, "clients must be a whole number above 0, got 0"),
+        ({"duration": -1}, "duration must be greater than zero, got -1"),
+        ({"via": "proxy"}, "unknown --via 'proxy'; valid: direct, pooler"),
+    ],
+)
+def test_bad_db_options_are_refused(target, kwargs, match):
+    with pytest.raises(BenchInputError, match=match):
+        db.bench_db(target, **kwargs)
+
+
+def test_log_lines_give_latencies_failures_and_seconds():
+    lines = [
+        "0 1 1500 0 1700000000 100",
+        "1 1 2500 0 1700000000 900",
+        "0 2 failed 0 1700000001 10",
+        "1 2 3500 0 1700000001 20",
+    ]
+    latencies, failed, per_second = db.parse_log_lines(lines)
+    assert latencies == [1500.0, 2500.0, 3500.0]
+    assert failed == 1
+    assert per_second[1700000000] == [2, 4000.0]
+    assert stats.percentile(latencies, 99) == 3500.0

@@ -1,0 +1,126 @@
+"""Integration tests of scenario load: weights, ramp-up, per-step figures, progress."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from nself_ops.bench import load, scenario
+from nself_ops.bench.errors import BenchInputError
+
+WEIGHTED = """\
+name: Weighted
+steps:
+  - name: half
+    endpoint: GET /a
+    weight: 0.5
+  - name: third
+    endpoint: GET /b/{id}
+    weight: 0.3
+  - name: fifth
+    endpoint: POST /c
+    weight: 0.2
+    body:
+      id: "{id}"
+settings:
+  users: 8
+  duration: 2
+  ramp_up: 0
+"""
+
+
+def test_weights_are_honoured_within_two_points_over_10000_requests(nginx):
+    sc = scenario.parse(WEIGHTED, "weighted.yaml")
+    out = load.bench_load(nginx.url, sc, fill={"id": [1, 2, 3]}, seed=11)
+    summary = out["summary"]
+    assert summary["total_requests"] >= 10_000, summary
+    shares = {s["name"]: s["share_pct"] for s in summary["steps"]}
+    assert shares["half"] == pytest.approx(50, abs=2)
+    assert shares["third"] == pytest.approx(30, abs=2)
+    assert shares["fifth"] == pytest.approx(20, abs=2)
+    for step in summary["steps"]:
+        assert step["errors_pct"] == 0.0
+        assert step["p50_ms"] > 0
+    assert summary["success_rate"] == 100.0
+    assert [s["endpoint"] for s in summary["steps"]] == [
+        "GET /a",
+        "GET /b/{id}",
+        "POST /c",
+    ]
+
+
+def test_users_ramp_up_linearly(delay_server):
+    # 10 users, each doing one 20 ms request after another, started one by
+    # one over 2 s: throughput climbs from ~50 to ~500 req/s, then holds.
+    delay_server.delay_s = 0.020
+    sc = scenario.parse(WEIGHTED.replace("{id}", "1"), "ramp.yaml")
+    out = load.bench_load(
+        delay_server.url,
+        sc,
+        users=10,
+        duration=3,
+        ramp_up=2,
+        sample_interval=0.25,
+    )
+    samples = out["result"]["samples"]
+    early = [s["rps"] for s in samples if s["t"] < 0.75]
+    late = [s["rps"] for s in samples if s["t"] >= 2.25]
+    assert early and late
+    assert max(early) < 0.5 * min(late)
+    # Each quarter second a little higher than two quarters before, during
+    # the ramp (one step of noise allowed).
+    ramp = [s["rps"] for s in samples if s["t"] < 2.0]
+    assert all(b > a for a, b in zip(ramp, ramp[2:], strict=False))
+    assert out["summary"]["steps"][0]["p50_ms"] == pytest.approx(20, abs=2)
+
+
+def test_scenario_step_errors_are_counted_per_step(nginx):
+    text = WEIGHTED.replace("GET /a", "GET /fail").replace("{id}", "1")
+    out = load.bench_load(nginx.url, scenario.parse(text, "x.yaml"), duration=1)
+    steps = {s["name"]: s for s in out["summary"]["steps"]}
+    assert steps["half"]["errors_pct"] == 100.0
+    assert steps["third"]["errors_pct"] == 0.0
+    assert out["summary"]["success_rate"] == pytest.approx(
+        100 - steps["half"]["share_pct"], abs=0.5
+    )
+
+
+def test_progress_bar_draws_when_asked_and_not_on_a_pipe(nginx):
+    sc = scenario.parse(WEIGHTED.replace("{id}", "1"), "p.yaml")
+    stream = io.StringIO()
+    bar = load.ProgressBar(1.0, 4, 0.5, stream=stream, force=True)
+    load.bench_load(nginx.url, sc, users=4, duration=1, ramp_up=0.5, progress=bar)
+    text = stream.getvalue()
+    assert "users 4/4" in text and "100%" in text
+    assert text.endswith("\n")
+
+    quiet = io.StringIO()
+    silent = load.ProgressBar(1.0, 4, 0.5, stream=quiet)
+    silent(0.5)
+    silent.finish()
+    assert quiet.getvalue() == ""
+
+
+def test_progress_bar_counts_users_of_a_linear_ramp():
+    bar = load.ProgressBar(10, 100, 4, stream=io.StringIO())
+    assert bar.active_users(0) == 1
+    assert bar.active_users(2) == 51
+    assert bar.active_users(4) == 100
+    assert "[" + "#" * 15 + "-" * 15 + "]" in bar.line(5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"users": 0}, "users must be a whole number above 0, got 0"),
+        ({"users": -3}, "users must be a whole number above 0, got -3"),
+        ({"duration": 0}, "duration must be greater than zero, got 0"),
+        ({"duration": -2}, "duration must be greater than zero, got -2"),
+        ({"ramp_up": 5, "duration": 5}, "ramp-up must be at least 0 and shorter"),
+    ],
+)
+def test_bad_load_options_are_refused(nginx, kwargs, match):
+    sc = scenario.parse(WEIGHTED.replace("{id}", "1"), "bad.yaml")
+    with pytest.raises(BenchInputError, match=match):
+        load.bench_load(nginx.url, sc, **kwargs)
