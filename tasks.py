@@ -114,3 +114,270 @@ def logs(c, service: str, env: str | None = None, lines: int = 50) -> None:
             print("(no log yet)")
             continue
         sys.stdout.write("\n".join(text.splitlines()[-lines:]) + "\n")
+
+
+# --- Benchmarks ---------------------------------------------------------------
+# The work is in nself_ops.bench; these tasks resolve the environment (URL, endpoints,
+# database), turn bad input and a stack that is down into messages, and print.
+
+BENCH_FORMAT_HELP = "Output format: table or json."
+
+
+def _bench_call(env: str, fn, *args, **kwargs):
+    """Run a bench step; its known errors become messages, not tracebacks."""
+    from nself_ops.bench.errors import BenchError, BenchInputError, TargetDownError
+
+    try:
+        return fn(*args, **kwargs)
+    except TargetDownError as exc:
+        raise Exit(
+            "Error: environment %s is down or unreachable: %s\n"
+            "Bring it up with: invoke up --env %s" % (env, exc, env),
+            code=1,
+        ) from None
+    except (BenchInputError, InputError) as exc:
+        raise Exit("Error: %s" % exc, code=2) from None
+    except BenchError as exc:
+        raise Exit("Error: %s" % exc, code=1) from None
+    except AnsibleFailure as exc:
+        raise Exit("Error: reading %s's settings: %s" % (env, exc), code=1) from None
+
+
+def _bench_print(outcome, format: str) -> None:  # noqa: A002
+    if format == "json":
+        print(json.dumps(outcome.summary, indent=2))
+    else:
+        print(outcome.text)
+    if outcome.record_path is not None:
+        print("Saved %s" % outcome.record_path, file=sys.stderr)
+        print("Report %s" % outcome.report_path, file=sys.stderr)
+
+
+def _bench_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise Exit("Error: --%s must be greater than 0, got %s" % (name, value), code=2)
+
+
+@task(
+    positional=["endpoint"],
+    help={
+        "env": ENV_HELP,
+        "endpoint": "One endpoint, 'METHOD /path' or '/path' (GET); default: every "
+        "endpoint in the inventory's nself_bench_endpoints.",
+        "concurrent": "Concurrent connections (virtual users).",
+        "duration": "Seconds each endpoint is loaded.",
+        "rate": "Constant arrival rate in requests per second over all connections; "
+        "latency then counts from each request's intended start.",
+        "format": BENCH_FORMAT_HELP,
+    },
+)
+def bench_api(  # noqa: PLR0917 - each parameter is a command-line flag
+    c,
+    endpoint: str = "",
+    env: str | None = None,
+    concurrent: int = 100,
+    duration: float = 60,
+    rate: float = 0,
+    format: str = "table",  # noqa: A002
+) -> None:
+    """Benchmark the API: RPS, avg, P95, P99 and errors per endpoint, and totals."""
+    from nself_ops.bench import commands
+    from nself_ops.bench import target as bench_target
+
+    env = _env(env)
+    _choice("format", format, ("table", "json"))
+    _bench_positive("concurrent", concurrent)
+    _bench_positive("duration", duration)
+    if rate < 0:
+        raise Exit("Error: --rate must be greater than 0, got %s" % rate, code=2)
+    where = _bench_call(env, bench_target.read, env)
+    known = [
+        e if isinstance(e, str) else e.get("endpoint", "") for e in where.endpoints
+    ]
+    endpoints = [endpoint] if endpoint else where.endpoints
+    if not endpoints:
+        raise Exit(
+            "Error: %s lists no endpoints in nself_bench_endpoints; name one with "
+            "--endpoint" % env,
+            code=2,
+        )
+    outcome = _bench_call(
+        env,
+        commands.run_api,
+        env,
+        where.url,
+        endpoints,
+        concurrency=concurrent,
+        duration=duration,
+        rate=rate or None,
+        known=known,
+    )
+    _bench_print(outcome, format)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "read": "Read workload (pgbench select-only).",
+        "write": "Write workload (pgbench simple-update).",
+        "mixed": "Mixed workload (pgbench tpcb-like); the default.",
+        "clients": "Concurrent database clients.",
+        "duration": "Seconds to run.",
+        "connect": "Open a new connection for every transaction.",
+        "via": "Connect direct to PostgreSQL or through the pooler (PgBouncer).",
+        "format": BENCH_FORMAT_HELP,
+    }
+)
+def bench_db(  # noqa: PLR0917 - each parameter is a command-line flag
+    c,
+    env: str | None = None,
+    read: bool = False,
+    write: bool = False,
+    mixed: bool = False,
+    clients: int = 10,
+    duration: float = 60,
+    connect: bool = False,
+    via: str = "direct",
+    format: str = "table",  # noqa: A002
+) -> None:
+    """Benchmark PostgreSQL with pgbench in a scratch database: TPS and latency."""
+    from nself_ops.bench import commands
+    from nself_ops.bench import target as bench_target
+
+    env = _env(env)
+    _choice("format", format, ("table", "json"))
+    _choice("via", via, ("direct", "pooler"))
+    flags = (("read", read), ("write", write), ("mixed", mixed))
+    chosen = [name for name, on in flags if on]
+    if len(chosen) > 1:
+        raise Exit(
+            "Error: choose one workload of --read, --write and --mixed, got %s"
+            % ", ".join("--" + n for n in chosen),
+            code=2,
+        )
+    _bench_positive("clients", clients)
+    _bench_positive("duration", duration)
+    where = _bench_call(env, bench_target.read, env)
+    if where.superuser_password() is None:
+        raise Exit(
+            "Error: environment %s is not set up (no database secrets in %s)\n"
+            "Bring it up with: invoke up --env %s" % (env, where.state_dir, env),
+            code=1,
+        )
+    outcome = _bench_call(
+        env,
+        commands.run_db,
+        env,
+        where.db_target(via),
+        workload=(chosen or ["mixed"])[0],
+        clients=clients,
+        duration=duration,
+        connect=connect,
+        via=via,
+        init_target=where.db_target("direct"),
+        protected=[where.database],
+    )
+    _bench_print(outcome, format)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "scenario": "Scenario name: a YAML file in BENCH_SCENARIOS_PATH.",
+        "users": "Virtual users; default: the scenario's settings.users.",
+        "duration": "Seconds to run, ramp-up included; default: the scenario's.",
+        "ramp_up": "Seconds over which users start, linearly; default: the scenario's.",
+        "progress": "Draw the progress bar even when stderr is not a terminal.",
+        "format": BENCH_FORMAT_HELP,
+    }
+)
+def bench_load(  # noqa: PLR0917 - each parameter is a command-line flag
+    c,
+    env: str | None = None,
+    scenario: str = "checkout",
+    users: int = 0,
+    duration: float = 0,
+    ramp_up: float = -1,
+    progress: bool = False,
+    format: str = "table",  # noqa: A002
+) -> None:
+    """Load-test a scenario of weighted steps with virtual users ramping up."""
+    from nself_ops.bench import commands
+    from nself_ops.bench import scenario as bench_scenario
+    from nself_ops.bench import target as bench_target
+
+    env = _env(env)
+    _choice("format", format, ("table", "json"))
+    if users < 0:
+        raise Exit("Error: --users must be greater than 0, got %d" % users, code=2)
+    if duration < 0:
+        raise Exit(
+            "Error: --duration must be greater than 0, got %s" % duration, code=2
+        )
+    if ramp_up < -1 or -1 < ramp_up < 0:
+        raise Exit("Error: --ramp-up must be at least 0, got %s" % ramp_up, code=2)
+    # Check the scenario before touching the environment, so a typo costs nothing.
+    sc = _bench_call(env, bench_scenario.find, scenario)
+    _bench_call(env, bench_scenario.load, sc)
+    where = _bench_call(env, bench_target.read, env)
+    fill = _bench_call(env, bench_target.fetch_fill, where)
+    outcome = _bench_call(
+        env,
+        commands.run_load,
+        env,
+        where.url,
+        scenario,
+        fill=fill,
+        users=users or None,
+        duration=duration or None,
+        ramp_up=None if ramp_up == -1 else ramp_up,
+        progress=True if progress else None,
+    )
+    _bench_print(outcome, format)
+
+
+@task(help={"env": ENV_HELP, "format": BENCH_FORMAT_HELP})
+def bench_baseline_save(
+    c,
+    env: str | None = None,
+    format: str = "table",  # noqa: A002
+) -> None:
+    """Save the latest run of each benchmark kind as the environment's baseline."""
+    from nself_ops.bench import commands
+
+    env = _env(env)
+    _choice("format", format, ("table", "json"))
+    _bench_print(_bench_call(env, commands.save_baseline, env), format)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "with_": "Compare the latest run with the baseline or with the last run.",
+        "kind": "Which benchmark to compare: api, db or load.",
+        "threshold": "Percent change beyond which a significant slowdown fails.",
+        "format": BENCH_FORMAT_HELP,
+    }
+)
+def bench_compare(  # noqa: PLR0917 - each parameter is a command-line flag
+    c,
+    env: str | None = None,
+    with_: str = "baseline",
+    kind: str = "api",
+    threshold: float = 10.0,
+    format: str = "table",  # noqa: A002
+) -> None:
+    """Compare the latest benchmark with the baseline; exit 1 on a regression."""
+    from nself_ops.bench import commands
+
+    env = _env(env)
+    _choice("format", format, ("table", "json"))
+    _choice("comparison", with_, ("last", "baseline"))
+    _choice("kind", kind, ("api", "db", "load"))
+    _bench_positive("threshold", threshold)
+    outcome = _bench_call(
+        env, commands.run_compare, env, with_=with_, kind=kind, threshold_pct=threshold
+    )
+    _bench_print(outcome, format)
+    if outcome.summary["regression"]:
+        raise Exit(code=1)
