@@ -237,8 +237,14 @@ def get_runtime(name: str, state_dir: str, env: str, options: dict | None = None
         from ansible.module_utils.nself.process import ProcessRuntime
 
         return ProcessRuntime(state_dir, env, options)
-    if name in ("compose", "swarm"):
-        raise RuntimeFailure("runtime %r is not available yet" % name)
+    if name == "compose":
+        from ansible.module_utils.nself.compose import ComposeRuntime
+
+        return ComposeRuntime(state_dir, env, options)
+    if name == "swarm":
+        from ansible.module_utils.nself.swarm import SwarmRuntime
+
+        return SwarmRuntime(state_dir, env, options)
     raise RuntimeFailure(
         "unknown runtime %r; valid runtimes: %s" % (name, ", ".join(RUNTIMES))
     )
