@@ -112,6 +112,32 @@ def _connect_error(target: DbTarget, text: str) -> Exception:
     return GeneratorError(text.strip().splitlines()[-1] if text.strip() else text)
 
 
+def _check_pooler(target: DbTarget, database: str) -> None:
+    """Fail early, and say so plainly, when no pooler answers at ``target``."""
+    import psycopg
+
+    try:
+        psycopg.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password or None,
+            dbname=database,
+            connect_timeout=5,
+        ).close()
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        detail = (
+            "connection refused"
+            if "refused" in text
+            else (text.strip().splitlines() or ["no answer"])[0]
+        )
+        raise GeneratorError(
+            f"the connection pooler does not answer at {target.host}:{target.port} "
+            f"({detail}); is PgBouncer enabled for this environment?"
+        ) from None
+
+
 def ensure_database(
     target: DbTarget, database: str, maintenance_db: str = "postgres"
 ) -> bool:
@@ -268,6 +294,8 @@ def bench_db(
     check_database_name(database, protected)
 
     initialise(init_target or target, database, scale)
+    if via == "pooler":
+        _check_pooler(target, database)
     with tempfile.TemporaryDirectory(prefix="nself-pgbench-") as tmp:
         prefix = os.path.join(tmp, "pgbench_log")
         argv = build_command(

@@ -154,3 +154,15 @@ def test_log_lines_give_latencies_failures_and_seconds():
     assert failed == 1
     assert per_second[1700000000] == [2, 4000.0]
     assert stats.percentile(latencies, 99) == 3500.0
+
+
+def test_a_missing_pooler_is_named_as_such(target):
+    from bench_servers import free_port
+
+    from nself_ops.bench.errors import GeneratorError
+
+    pooler = db.DbTarget(target.host, free_port(), target.user, target.password)
+    with pytest.raises(
+        GeneratorError, match="pooler does not answer.*refused.*PgBouncer"
+    ):
+        db.bench_db(pooler, via="pooler", init_target=target, duration=1)
