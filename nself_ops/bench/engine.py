@@ -592,7 +592,6 @@ def summarise_timed(
         "errors": 0,
         "lat_sum": 0.0,
         "timeouts": 0,
-        "failed": 0,
     }
     status_total = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "other": 0}
     for step, raw in zip(steps, raw_steps, strict=False):
@@ -604,7 +603,6 @@ def summarise_timed(
         totals["errors"] += figures["errors"]
         totals["lat_sum"] += float(raw["lat_sum"])
         totals["timeouts"] += figures["timeouts"]
-        totals["failed"] += figures["failed"]
         for key in status_total:
             status_total[key] += figures["status"][key]
         figures["name"] = step.name

@@ -7,7 +7,7 @@ standard library to judge a run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 #: Buckets per factor e of the log histograms the Lua script keeps: a bucket is
 #: 1% wide, so a value read back from its middle is within 0.5% of the truth.
@@ -160,13 +160,3 @@ def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     z = (abs(u1 - mean_u) - 0.5) / math.sqrt(variance)
     p = math.erfc(max(z, 0.0) / math.sqrt(2.0))
     return u1, min(1.0, p)
-
-
-def weighted_mean(pairs: Iterable[tuple[float, float]]) -> float:
-    """Mean of values weighted by counts, from ``(value, count)`` pairs."""
-    total = 0.0
-    weight = 0.0
-    for value, count in pairs:
-        total += value * count
-        weight += count
-    return total / weight if weight else 0.0
