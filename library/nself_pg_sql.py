@@ -88,6 +88,11 @@ def main() -> None:
     try:
         with open(p["path"]) as handle:
             script = handle.read()
+    except FileNotFoundError:
+        if module.check_mode:
+            # The file is shipped by an earlier task, which check mode did not run.
+            module.exit_json(changed=True, actions=["apply %s" % p["path"]])
+        module.fail_json(msg="reading SQL file %s: no such file" % p["path"])
     except OSError as exc:
         module.fail_json(msg="reading SQL file %s: %s" % (p["path"], exc))
     try:
