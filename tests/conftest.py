@@ -117,8 +117,9 @@ def nself():
 def _bring_up(env: str) -> dict:
     if not port_free(ENV_PORTS[env]):
         pytest.exit(
-            "port %d is taken: stop the %s stack brought up by hand (invoke down --env %s)"
-            " before running the suite" % (ENV_PORTS[env], env, env),
+            "port %d is taken: stop the %s stack brought up by hand "
+            "(invoke down --env %s) before running the suite"
+            % (ENV_PORTS[env], env, env),
             returncode=3,
         )
     result = run_invoke("up", "--env", env)

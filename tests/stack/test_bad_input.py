@@ -1,4 +1,4 @@
-"""Bad input fails at once, names the bad value and the valid ones, and changes nothing."""
+"""Bad input fails at once, names the bad value and the valid ones, changes nothing."""
 
 from __future__ import annotations
 
