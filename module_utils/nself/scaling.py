@@ -15,8 +15,16 @@ Compose read it at a glance:
 from __future__ import annotations
 
 import os
+import re
 
 import yaml
+from ansible.module_utils.nself.runtime import RuntimeFailure
+
+RESOURCE_KINDS = ("limits", "reservations")
+RESOURCE_KEYS = ("memory", "cpus")
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
 def scaling_path(state_dir: str) -> str:
@@ -41,3 +49,92 @@ def dump(data: dict) -> str:
 def desired_replicas(state_dir: str, service: str, default: int = 1) -> int:
     deploy = load(state_dir)["services"].get(service, {}).get("deploy", {})
     return int(deploy.get("replicas", default))
+
+
+# -- sizes ---------------------------------------------------------------------------
+
+
+def parse_memory(value) -> int | None:
+    """Bytes from 536870912, "512M", "512m", "512MiB" or "1.5G"; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RuntimeFailure("memory %r is not a size" % (value,))
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise RuntimeFailure(
+            "memory %r is not a size; use a number with K, M or G, like 512M" % value
+        )
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+def format_memory(value: int) -> str:
+    """The shortest exact Compose spelling of a number of bytes: 536870912 -> 512M."""
+    for unit in ("T", "G", "M", "K"):
+        size = _UNITS[unit.lower()]
+        if value >= size and value % size == 0:
+            return "%d%s" % (value // size, unit)
+    return "%db" % value
+
+
+def parse_cpus(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError) as exc:
+        raise RuntimeFailure("cpus %r is not a number of CPUs" % (value,)) from exc
+    return cpus
+
+
+def format_cpus(value: float) -> str:
+    """CPUs as Compose quotes them: 2 -> "2", 0.5 -> "0.5"."""
+    text = ("%.3f" % value).rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def nano_cpus(cpus: float | None) -> int | None:
+    return None if cpus is None else int(round(cpus * 1e9))
+
+
+def parse_resources(resources: dict | None) -> dict:
+    """Parsed resources from either shape, without empty or unknown keys."""
+    parsed: dict = {}
+    for kind in RESOURCE_KINDS:
+        section = (resources or {}).get(kind) or {}
+        values = {}
+        memory = parse_memory(section.get("memory"))
+        cpus = parse_cpus(section.get("cpus"))
+        if memory is not None:
+            values["memory"] = memory
+        if cpus is not None:
+            values["cpus"] = cpus
+        if values:
+            parsed[kind] = values
+    return parsed
+
+
+def compose_resources(resources: dict | None) -> dict:
+    """Resources in Compose's spelling from either shape."""
+    written: dict = {}
+    for kind, values in parse_resources(resources).items():
+        section = {}
+        if "memory" in values:
+            section["memory"] = format_memory(values["memory"])
+        if "cpus" in values:
+            section["cpus"] = format_cpus(values["cpus"])
+        written[kind] = section
+    return written
+
+
+def describe_resources(resources: dict | None) -> str:
+    """One line for an action: "limits memory=512M cpus=0.5; reservations ..."."""
+    parts = []
+    for kind, values in compose_resources(resources).items():
+        parts.append(
+            "%s %s" % (kind, " ".join("%s=%s" % item for item in values.items()))
+        )
+    return "; ".join(parts) or "no limits"
