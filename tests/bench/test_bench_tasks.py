@@ -88,7 +88,7 @@ def test_an_environment_that_is_down_says_so(invoke, bench_dirs):
 
 
 @pytest.mark.stack
-def test_bench_api_on_the_local_stack(invoke, local_stack, bench_dirs):
+def test_bench_api_on_the_local_stack(invoke, nself, local_stack, bench_dirs):
     result = invoke(
         "bench-api", "--concurrent", "8", "--duration", "1", "--format", "json"
     )
@@ -107,12 +107,25 @@ def test_bench_api_on_the_local_stack(invoke, local_stack, bench_dirs):
     runs = list((bench_dirs / "results").glob("*-api-local.json"))
     assert len(runs) == 1 and runs[0].with_suffix(".html").exists()
 
-    table = invoke("bench-api", "/api/products", "--concurrent", "4", "--duration", "1")
+    table = invoke(
+        "bench-api",
+        "--endpoint",
+        "/api/products",
+        "--concurrent",
+        "4",
+        "--duration",
+        "1",
+    )
     assert table.returncode == 0, table
     assert "API Benchmark Results" in table.stdout
-    assert "GET /api/products" in table.stdout
+    assert "GET /api/products " in table.stdout
+    assert "GET /api/users" not in table.stdout
 
-    missing = invoke("bench-api", "/api/nope", "--duration", "1")
+    words = nself("bench", "api", "/api/users", "--concurrent", "2", "--duration", "1")
+    assert words.returncode == 0, words
+    assert "GET /api/users " in words.stdout
+
+    missing = invoke("bench-api", "--endpoint", "/api/nope", "--duration", "1")
     assert missing.returncode == 2, missing
     assert "unknown endpoint GET /api/nope" in missing.stderr
 
