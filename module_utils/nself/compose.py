@@ -27,14 +27,10 @@ import time
 import yaml
 from ansible.module_utils.nself.docker_engine import (
     check_resources,
-    compose_resources,
     connect,
     containers_usage,
-    describe_resources,
     desired_deploy,
     engine_enforcement,
-    nano_cpus,
-    parse_resources,
 )
 from ansible.module_utils.nself.runtime import (
     Change,
@@ -45,6 +41,12 @@ from ansible.module_utils.nself.runtime import (
     load_definition,
     read_text,
     write_text,
+)
+from ansible.module_utils.nself.scaling import (
+    compose_resources,
+    describe_resources,
+    nano_cpus,
+    parse_resources,
 )
 
 OVERRIDE_NAME = "docker-compose.override.yml"
@@ -252,7 +254,11 @@ class ComposeRuntime(Runtime):
         if service is not None:
             labels.append("%s=%s" % (SERVICE_LABEL, service))
         try:
-            found = self.client.containers.list(all=True, filters={"label": labels})
+            # A container Compose is removing may vanish between listing and
+            # inspection; it is gone either way.
+            found = self.client.containers.list(
+                all=True, filters={"label": labels}, ignore_removed=True
+            )
         except Exception as exc:
             raise RuntimeFailure(
                 "list the containers of compose project %s: %s" % (self.project, exc)

@@ -1,10 +1,11 @@
-"""What the compose and swarm runtimes share: the engine connection, sizes written the
-way Compose writes them, the desired `deploy:` section of a service, and usage figures
-from the engine's stats.
+"""What the compose and swarm runtimes share: the engine connection, the checks of
+limits the engine would refuse, the desired `deploy:` section of a service, and usage
+figures from the engine's stats.
 
-Resources travel in two shapes. Parsed, as `Runtime.set_resources` takes them:
-{"limits": {"memory": 536870912, "cpus": 0.5}, "reservations": {...}}. And as Compose
-and scaling.yaml write them: {"limits": {"memory": "512M", "cpus": "0.5"}, ...}.
+Resources travel in two shapes (see scaling.py for both and the helpers between them).
+Parsed, as `Runtime.set_resources` takes them: {"limits": {"memory": 536870912,
+"cpus": 0.5}, "reservations": {...}}. And as Compose and scaling.yaml write them:
+{"limits": {"memory": "512M", "cpus": "0.5"}, ...}.
 """
 
 from __future__ import annotations
@@ -13,15 +14,9 @@ import threading
 
 from ansible.module_utils.nself import scaling
 from ansible.module_utils.nself.runtime import RuntimeFailure
-from ansible.module_utils.nself.scaling import (  # noqa: F401 - shared with runtimes
-    RESOURCE_KEYS,
-    RESOURCE_KINDS,
-    compose_resources,
-    describe_resources,
+from ansible.module_utils.nself.scaling import (
     format_cpus,
     format_memory,
-    parse_cpus,
-    parse_memory,
     parse_resources,
 )
 

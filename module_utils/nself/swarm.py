@@ -21,14 +21,10 @@ import time
 import yaml
 from ansible.module_utils.nself.docker_engine import (
     check_resources,
-    compose_resources,
     connect,
     containers_usage,
-    describe_resources,
     desired_deploy,
     engine_enforcement,
-    nano_cpus,
-    parse_resources,
 )
 from ansible.module_utils.nself.runtime import (
     Change,
@@ -37,6 +33,12 @@ from ansible.module_utils.nself.runtime import (
     RuntimeFailure,
     ServiceDefinition,
     load_definition,
+)
+from ansible.module_utils.nself.scaling import (
+    compose_resources,
+    describe_resources,
+    nano_cpus,
+    parse_resources,
 )
 
 STACK_LABEL = "com.docker.stack.namespace"

@@ -11,6 +11,7 @@ check asks the port it took, so the engine's health status says it answers HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -18,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import ansible.module_utils
+import docker
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -84,8 +86,6 @@ def docker_engine():
 
 @pytest.fixture(scope="session")
 def docker_client(docker_engine):
-    import docker
-
     client = docker.from_env(version="auto")
     yield client
     client.close()
@@ -139,8 +139,11 @@ def compose_stack(docker_client, tmp_path):
         "options": {"compose_file": str(compose_file), "project": project},
     }
     label = "com.docker.compose.project=%s" % project
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
+    for container in docker_client.containers.list(
+        all=True, filters={"label": label}, ignore_removed=True
+    ):
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
 
 
 # -- Swarm ------------------------------------------------------------------------
@@ -181,8 +184,17 @@ def swarm_stack(docker_client, tmp_path):
         "options": {"stack": stack, "ports": {"api": 8080}},
     }
     service.remove()
-    label = "com.docker.swarm.service.name=%s" % name
-    wait_for(
-        lambda: not docker_client.containers.list(all=True, filters={"label": label}),
-        what="the containers of %s to go" % name,
-    )
+    # The swarm agent takes seconds to stop and remove the tasks' containers; removing
+    # them here makes that immediate.
+    label = {"label": "com.docker.swarm.service.name=%s" % name}
+
+    def gone() -> bool:
+        left = docker_client.containers.list(
+            all=True, filters=label, ignore_removed=True
+        )
+        for container in left:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        return not left
+
+    wait_for(gone, what="the containers of %s to go" % name)

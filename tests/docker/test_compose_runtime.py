@@ -31,7 +31,7 @@ def containers(client, stack, status=None) -> list:
             "com.docker.compose.service=api",
         ]
     }
-    found = client.containers.list(all=True, filters=filters)
+    found = client.containers.list(all=True, filters=filters, ignore_removed=True)
     if status:
         found = [c for c in found if c.status == status]
     return sorted(

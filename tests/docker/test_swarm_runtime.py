@@ -92,6 +92,7 @@ def test_resource_limits_converge_and_read_back(docker_client, swarm_stack):
 def test_check_mode_reports_the_diff_and_changes_nothing(swarm_stack):
     rt = runtime(swarm_stack)
     rt.converge("api", 1, check=False)
+    swarm_stack["service"].reload()
     version = swarm_stack["service"].version
     tasks = {t["ID"] for t in running_tasks(swarm_stack)}
 
@@ -154,6 +155,7 @@ def test_scaling_yaml_resources_are_applied_with_the_replicas(swarm_stack):
 def test_limits_the_engine_would_refuse_are_refused_first(swarm_stack):
     rt = runtime(swarm_stack)
     rt.converge("api", 1, check=False)
+    swarm_stack["service"].reload()
     version = swarm_stack["service"].version
 
     with pytest.raises(RuntimeFailure, match="below the engine's minimum of 6M"):
