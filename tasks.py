@@ -14,6 +14,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
+from nself_ops import scale as scale_view
 from nself_ops import status as status_view
 from nself_ops.ansible import AnsibleFailure, run_playbook
 from nself_ops.envs import SERVICES, InputError, check_choice, resolve_env
@@ -381,3 +382,136 @@ def bench_compare(  # noqa: PLR0917 - each parameter is a command-line flag
     _bench_print(outcome, format)
     if outcome.summary["regression"]:
         raise Exit(code=1)
+
+
+# -- scale ---------------------------------------------------------------------------
+
+SCALE_SERVICE_HELP = "Service to scale: " + ", ".join(SERVICES) + "."
+
+
+def _scale_service(service: str) -> str:
+    return _choice("service", service, SERVICES)
+
+
+@task(
+    positional=["service"],
+    help={
+        "service": SCALE_SERVICE_HELP,
+        "replicas": "Replica count wanted; default one more.",
+        "env": ENV_HELP,
+        "dry_run": DRY_RUN_HELP,
+    },
+)
+def scale_out(
+    c,
+    service: str,
+    replicas: int | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Add replicas of a service behind the load balancer, without downtime."""
+    _play(
+        _env(env),
+        "scale-out",
+        {"scale_service": _scale_service(service), "scale_replicas": replicas},
+        dry_run=dry_run,
+    )
+
+
+@task(
+    positional=["service"],
+    help={
+        "service": SCALE_SERVICE_HELP,
+        "replicas": "Replica count wanted; default one fewer.",
+        "env": ENV_HELP,
+        "dry_run": DRY_RUN_HELP,
+    },
+)
+def scale_in(
+    c,
+    service: str,
+    replicas: int | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Remove replicas of a service, draining each before it stops."""
+    _play(
+        _env(env),
+        "scale-in",
+        {"scale_service": _scale_service(service), "scale_replicas": replicas},
+        dry_run=dry_run,
+    )
+
+
+def _resources(service, memory, cpu) -> dict:
+    return {
+        "scale_service": _scale_service(service),
+        "scale_memory": memory,
+        "scale_cpus": cpu,
+    }
+
+
+RESOURCE_HELP = {
+    "service": SCALE_SERVICE_HELP,
+    "memory": "Memory limit such as 512M or 4G; default one step from the current.",
+    "cpu": "CPU limit in CPUs such as 0.5 or 2; default one step from the current.",
+    "env": ENV_HELP,
+    "dry_run": DRY_RUN_HELP,
+}
+
+
+@task(positional=["service"], help=RESOURCE_HELP)
+def scale_up(
+    c,
+    service: str,
+    memory: str | None = None,
+    cpu: str | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Give a service more memory or CPU (without a value: double the current)."""
+    _play(_env(env), "scale-up", _resources(service, memory, cpu), dry_run=dry_run)
+
+
+@task(positional=["service"], help=RESOURCE_HELP)
+def scale_down(
+    c,
+    service: str,
+    memory: str | None = None,
+    cpu: str | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Give a service less memory or CPU (without a value: halve the current)."""
+    _play(_env(env), "scale-down", _resources(service, memory, cpu), dry_run=dry_run)
+
+
+@task(
+    optional=["service"],
+    help={
+        "service": "Show only this service.",
+        "env": ENV_HELP,
+        "format": FORMAT_HELP,
+    },
+)
+def scale_status(
+    c,
+    service: str | None = None,
+    env: str | None = None,
+    format: str = "table",  # noqa: A002
+) -> None:
+    """Show desired and running replicas, limits and live usage per instance."""
+    env = _env(env)
+    _choice("format", format, ("table", "json"))
+    if service is not None:
+        _scale_service(service)
+    try:
+        report = scale_view.read(env, service)
+    except AnsibleFailure as exc:
+        raise Exit(
+            "Error: reading the scaling of %s: %s" % (env, exc), code=1
+        ) from None
+    if format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(scale_view.render(env, report))

@@ -548,6 +548,28 @@ class ComposeRuntime(Runtime):
             )
         return result
 
+    def planned_endpoints(self, service, replicas, definition=None) -> list[str]:
+        """The endpoints of the first `replicas` containers by number, with the names
+        Compose will give the ones it has yet to start (check mode plans them)."""
+        port = self._port(service)
+        containers = self._containers(service)
+        names = [c.name for c in containers[:replicas]]
+        if len(names) < replicas:
+            # Compose v1 joins project, service and number with "_", v2 with "-".
+            separator = "_" if self._separator_is_underscore(containers) else "-"
+            number = max((_number(c) for c in containers), default=0)
+            while len(names) < replicas:
+                number += 1
+                names.append(separator.join((self.project, service, str(number))))
+        return ["%s:%s" % (name, port) if port else name for name in names]
+
+    def _separator_is_underscore(self, containers: list) -> bool:
+        for container in containers:
+            service = container.labels.get(SERVICE_LABEL, "")
+            return container.name.startswith("%s_%s_" % (self.project, service))
+        self.cli()
+        return self._cli_major == 1
+
     def running_resources(self, service: str) -> dict:
         """The limits the first running container of a service has, parsed."""
         for container in self._containers(service):

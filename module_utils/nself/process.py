@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import glob
 import os
+import pkgutil
 import shlex
+import sys
+import time
 
+from ansible.module_utils.nself import launcher  # noqa: F401 - shipped to hosts
+from ansible.module_utils.nself.cgroups import Cgroups
 from ansible.module_utils.nself.health import wait_healthy
 from ansible.module_utils.nself.runtime import (
     Change,
@@ -17,13 +22,17 @@ from ansible.module_utils.nself.runtime import (
     read_text,
     write_text,
 )
+from ansible.module_utils.nself.scaling import describe_resources, parse_resources
 from ansible.module_utils.nself.supervisor import ALIVE_STATES, Supervisor
+
+# Files the launcher needs on the host, from this package: (source, name in bin/).
+LAUNCHER_FILES = (("launcher.py", "nself-launch"), ("cgroups.py", "nself_cgroups.py"))
 
 PROGRAM_TEMPLATE = """\
 ; Written by nself-ops: instance {instance} of service {service}.
 [program:{instance}]
 command={command}
-{directory}{user}environment={environment}
+{directory}environment={environment}
 autostart=true
 autorestart=true
 startsecs=1
@@ -59,6 +68,8 @@ class ProcessRuntime(Runtime):
     def __init__(self, state_dir: str, env: str, options: dict | None = None) -> None:
         super().__init__(state_dir, env, options)
         self.supervisor = Supervisor(state_dir, env)
+        self.cgroups = Cgroups(state_dir, env)
+        self.bin_dir = os.path.join(state_dir, "bin")
 
     # -- rendering -----------------------------------------------------------------
 
@@ -68,7 +79,24 @@ class ProcessRuntime(Runtime):
             "port": definition.port_of(instance),
             "state_dir": self.state_dir,
         }
-        argv = [_fill(arg, values) for arg in definition.command]
+        # Every instance starts through the launcher, which puts it into its cgroups
+        # and then becomes the program as the service's account.
+        argv = [
+            sys.executable,
+            os.path.join(self.bin_dir, "nself-launch"),
+            "--state-dir",
+            self.state_dir,
+            "--env",
+            self.env,
+            "--service",
+            definition.name,
+            "--instance",
+            instance,
+        ]
+        if definition.user:
+            argv += ["--user", definition.user]
+        argv.append("--")
+        argv += [_fill(arg, values) for arg in definition.command]
         env = {"NSELF_REPLICA": instance, "NSELF_ENV": self.env}
         env.update({k: _fill(v, values) for k, v in definition.env.items()})
         return PROGRAM_TEMPLATE.format(
@@ -78,7 +106,6 @@ class ProcessRuntime(Runtime):
             directory="directory=%s\n" % definition.directory
             if definition.directory
             else "",
-            user="user=%s\n" % definition.user if definition.user else "",
             environment=",".join(
                 "%s=%s" % (k, _env_value(v)) for k, v in sorted(env.items())
             ),
@@ -157,6 +184,7 @@ class ProcessRuntime(Runtime):
         if check or not change.changed:
             return change
 
+        self.install_launcher()
         self.supervisor.reread()
         for instance in to_add:
             self.supervisor.add(instance)
@@ -194,9 +222,82 @@ class ProcessRuntime(Runtime):
             if not check:
                 self.supervisor.remove(instance)
                 os.remove(path)
+                self.cgroups.forget(instance)
         if extra and not check:
             self.supervisor.reread()
         return change
+
+    def install_launcher(self) -> None:
+        """Write the launcher and its cgroup code into the state folder's bin/."""
+        for source, name in LAUNCHER_FILES:
+            text = pkgutil.get_data("ansible.module_utils.nself", source).decode()
+            path = os.path.join(self.bin_dir, name)
+            if read_text(path) != text:
+                write_text(path, text, 0o755)
+
+    # -- resources -----------------------------------------------------------------
+
+    def enforcement(self) -> str | None:
+        if os.geteuid() != 0:
+            return "limits need root to create cgroups; the services run unlimited"
+        return self.cgroups.unavailable()
+
+    def set_resources(self, service, resources, check, wait_timeout=60.0) -> Change:
+        resources = parse_resources(resources)
+        change = Change()
+        path = self.cgroups.limits_path(service)
+        stored = self.cgroups.stored(service)
+        if stored != resources:
+            change.add(
+                "set %s's resources to %s" % (service, describe_resources(resources))
+            )
+            change.add_diff(
+                path,
+                describe_resources(stored) + "\n" if stored else "",
+                describe_resources(resources) + "\n",
+            )
+            if not check:
+                self.cgroups.store(service, resources)
+        reason = self.enforcement()
+        if reason:
+            return change
+        for instance in self.instances(service):
+            if not instance.running:
+                continue
+            want = {k: v for k, v in resources.get("limits", {}).items()}
+            have = (self.cgroups.current(instance.name) or {}).get("limits", {})
+            members = set(self.cgroups.members(instance.name))
+            if have == want and instance.pid in members:
+                continue
+            change.add(
+                "limit %s to %s" % (instance.name, describe_resources({"limits": want}))
+            )
+            if not check:
+                self.cgroups.apply(instance.name, resources)
+                if instance.pid not in members:
+                    # Started before it had a cgroup: move it and all its processes.
+                    for pid in [instance.pid] + _descendants(instance.pid):
+                        self.cgroups.join(instance.name, pid)
+        return change
+
+    def usage(self, instances: list[Instance]) -> dict[str, dict]:
+        """CPU % over a short sample and memory now, for each running instance."""
+        running = [i for i in instances if i.running and i.pid]
+        trees = {i.name: [i.pid] + _descendants(i.pid) for i in running}
+        before = {name: _cpu_ticks(pids) for name, pids in trees.items()}
+        start = time.monotonic()
+        time.sleep(0.5)
+        elapsed = time.monotonic() - start
+        after = {name: _cpu_ticks(pids) for name, pids in trees.items()}
+        ticks = os.sysconf("SC_CLK_TCK")
+        result = {}
+        for name, pids in trees.items():
+            cpu = (after[name] - before[name]) / ticks / elapsed * 100
+            memory = self.cgroups.memory_usage(name) if not self.enforcement() else None
+            if memory is None or not self.cgroups.members(name):
+                memory = sum(_rss(pid) for pid in pids)
+            result[name] = {"cpu_percent": round(cpu, 1), "memory_bytes": memory}
+        return result
 
     def _wait(self, definition: ServiceDefinition, instances: list[str], timeout):
         for instance in instances:
@@ -244,3 +345,46 @@ class ProcessRuntime(Runtime):
             if not check:
                 self.supervisor.shutdown()
         return change
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _descendants(pid: int) -> list[int]:
+    tree, found, todo = _children(), [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open("/proc/%d/statm" % pid) as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0

@@ -203,6 +203,18 @@ class Runtime:
         """Stop the replicas beyond `replicas` (scale-in's last step, after a drain)."""
         raise NotImplementedError
 
+    def planned_endpoints(
+        self,
+        service: str,
+        replicas: int,
+        definition: ServiceDefinition | None = None,
+    ) -> list[str]:
+        """The endpoints a load balancer lists once `replicas` instances run."""
+        definition = definition or load_definition(self.state_dir, service)
+        if definition is None:
+            raise RuntimeFailure("service %r is not defined" % service)
+        return [definition.endpoint_of(i) for i in definition.instance_names(replicas)]
+
     def instances(self, service: str) -> list[Instance]:
         """Every instance of a service the runtime knows, running or not, in order."""
         raise NotImplementedError

@@ -51,6 +51,28 @@ def desired_replicas(state_dir: str, service: str, default: int = 1) -> int:
     return int(deploy.get("replicas", default))
 
 
+def desired_resources(state_dir: str, service: str) -> dict:
+    """A service's resources as scaling.yaml spells them ("512M", "0.5")."""
+    deploy = load(state_dir)["services"].get(service, {}).get("deploy", {})
+    return deploy.get("resources") or {}
+
+
+def with_replicas(data: dict, service: str, replicas: int) -> dict:
+    """A copy of the desired state with a service's replicas set."""
+    data = yaml.safe_load(dump(data)) or {"services": {}}
+    entry = data["services"].setdefault(service, {})
+    entry.setdefault("deploy", {})["replicas"] = int(replicas)
+    return data
+
+
+def with_resources(data: dict, service: str, resources: dict) -> dict:
+    """A copy of the desired state with a service's resources (any shape) set."""
+    data = yaml.safe_load(dump(data)) or {"services": {}}
+    entry = data["services"].setdefault(service, {})
+    entry.setdefault("deploy", {})["resources"] = compose_resources(resources)
+    return data
+
+
 # -- sizes ---------------------------------------------------------------------------
 
 

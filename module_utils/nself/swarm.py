@@ -406,6 +406,20 @@ class SwarmRuntime(Runtime):
             )
         return result
 
+    def planned_endpoints(self, service, replicas, definition=None) -> list[str]:
+        """The endpoints of the first `replicas` tasks by slot; one the swarm has yet
+        to start (check mode) is named by a free slot, as its task has no name yet."""
+        swarm_service = self._service(service)
+        port = self._port(service, swarm_service)
+        names = [i.name for i in self.instances(service)][:replicas]
+        used = {int(name.split(".")[-2]) for name in names}
+        slot = 0
+        while len(names) < replicas:
+            slot += 1
+            if slot not in used:
+                names.append("%s.%d" % (swarm_service.name, slot))
+        return ["%s:%s" % (name, port) if port else name for name in names]
+
     def running_resources(self, service: str) -> dict:
         """The resources in the service's spec, parsed."""
         return self._current(self._service(service))["resources"]

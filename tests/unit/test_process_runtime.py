@@ -36,12 +36,17 @@ def test_program_file_quotes_arguments_and_environment(tmp_path):
     runtime = ProcessRuntime(str(tmp_path), "local")
     text = runtime.render_program(api_definition(), "api_2")
     assert "[program:api_2]" in text
-    assert "command=/srv/venv/bin/gunicorn --bind 127.0.0.1:18102 'a b'" in text
+    command = next(x for x in text.splitlines() if x.startswith("command="))
+    # The launcher comes first, then the program itself, every argument quoted.
+    assert "nself-launch --state-dir %s --env local" % tmp_path in command
+    assert "--service api --instance api_2 --user nself --" in command
+    assert command.endswith("-- /srv/venv/bin/gunicorn --bind 127.0.0.1:18102 'a b'")
     assert 'NSELF_API_BIND="127.0.0.1:18102"' in text
     assert 'NSELF_REPLICA="api_2"' in text
     # supervisor expands %(name)s and ends a value at a bare quote: both are escaped.
     assert 'QUOTED="say \\"hi\\" 100%%"' in text
-    assert "user=nself" in text
+    # The launcher drops to the service account; supervisor itself does not.
+    assert "\nuser=" not in text
 
 
 def test_definition_round_trips_through_json():

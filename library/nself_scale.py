@@ -1,0 +1,387 @@
+#!/usr/bin/python
+"""Ansible module: change how many replicas of a service run, or with what resources."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nself_scale
+short_description: Scale a service of an environment out, in, up or down
+description:
+  - Records the desired scaling in the environment's C(scaling.yaml) (shaped like a
+    Compose C(deploy:) section) and converges the environment's runtime to it.
+  - Every value is checked before anything is touched; bad input fails with a message
+    naming the value and the valid ones, and leaves C(scaling.yaml) and the running
+    services as they were.
+  - I(action=grow) sets the replica count and starts any new replicas, waiting until
+    they are healthy; it stops none. I(action=shrink) stops the replicas beyond the
+    count. A playbook puts the load balancer's update between the two, so that new
+    replicas are served only when healthy and old ones leave it before they stop.
+  - I(action=resources) sets memory and CPU limits (reservations are half of them) and
+    applies them to every instance; where the host cannot enforce them, the task says
+    so in a warning instead of pretending.
+options:
+  action:
+    description: What to change.
+    type: str
+    choices: [grow, shrink, resources]
+    required: true
+  service:
+    description: The service to scale.
+    type: str
+    required: true
+  state_dir:
+    description: The environment's state folder.
+    type: path
+    required: true
+  env:
+    description: Name of the environment.
+    type: str
+    required: true
+  runtime:
+    description: How the environment runs services.
+    type: str
+    choices: [process, compose, swarm]
+    default: process
+  runtime_options:
+    description: Options of the runtime (the compose file, the project name, ...).
+    type: dict
+    default: {}
+  replicas:
+    description: The replica count wanted; with I(action=grow) or I(action=shrink).
+    type: int
+  delta:
+    description: Replicas to add (or remove, negative) when I(replicas) is not given.
+    type: int
+    default: 0
+  ceiling:
+    description: The most replicas the service may have.
+    type: int
+    default: 10
+  memory:
+    description: Memory limit, a size such as C(512M) or C(4G).
+    type: str
+  cpus:
+    description: CPU limit in CPUs, such as C(0.5) or C(2).
+    type: str
+  step:
+    description:
+      - With I(action=resources) and no I(memory)/I(cpus), double (C(up)) or halve
+        (C(down)) the current limits, within I(memory_bounds) and I(cpu_bounds).
+    type: str
+    choices: [up, down]
+  default_memory:
+    description: The memory a service is taken to have when it has no limit yet.
+    type: str
+    default: 512M
+  default_cpus:
+    description: The CPUs a service is taken to have when it has no limit yet.
+    type: str
+    default: "0.5"
+  memory_bounds:
+    description: Smallest and largest memory limit a step may reach.
+    type: list
+    elements: str
+    default: [64M, 16G]
+  cpu_bounds:
+    description: Smallest and largest CPU limit a step may reach.
+    type: list
+    elements: str
+    default: ["0.1", "8"]
+  max_connections:
+    description: PostgreSQL's connection limit, used to compute its work memory.
+    type: int
+    default: 100
+  wait_timeout:
+    description: Seconds to wait for each new replica to become healthy.
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    description: Validates and reports the scaling.yaml diff and planned actions only.
+  diff_mode:
+    support: full
+    description: Shows scaling.yaml and each program or limits file before and after.
+"""
+
+EXAMPLES = r"""
+- name: Ensure three api replicas run
+  nself_scale:
+    action: grow
+    service: api
+    replicas: 3
+    state_dir: /var/lib/nself/local
+    env: local
+
+- name: Ensure PostgreSQL may use 4 GB
+  nself_scale:
+    action: resources
+    service: postgres
+    memory: 4G
+    state_dir: /var/lib/nself/local
+    env: local
+"""
+
+RETURN = r"""
+replicas:
+  description: The replica count converged to (grow and shrink).
+  returned: when action is grow or shrink
+  type: int
+endpoints:
+  description: The endpoints the load balancer must list for that count.
+  returned: when action is grow
+  type: list
+  elements: str
+resources:
+  description: The limits and reservations set, as scaling.yaml spells them.
+  returned: when action is resources
+  type: dict
+  sample: {limits: {memory: 4G, cpus: "2"}, reservations: {memory: 2G, cpus: "1"}}
+enforced:
+  description: Whether the host enforces the limits.
+  returned: when action is resources
+  type: bool
+postgres_settings:
+  description: PostgreSQL memory settings computed from the memory limit.
+  returned: when action is resources and the service is postgres with a memory limit
+  type: dict
+actions:
+  description: What was done, or would be done in check mode.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nself import scaling
+from ansible.module_utils.nself.pgtune import tune
+from ansible.module_utils.nself.runtime import (
+    Change,
+    RuntimeFailure,
+    defined_services,
+    get_runtime,
+    load_definition,
+    read_text,
+    write_text,
+)
+from ansible.module_utils.nself.supervisor import SupervisorError
+
+
+class BadInput(Exception):
+    """A value the operator gave is not acceptable; nothing was changed."""
+
+
+def _memory(value: str, what: str) -> int:
+    try:
+        parsed = scaling.parse_memory(value)
+    except RuntimeFailure:
+        parsed = None
+    if parsed is None or parsed <= 0:
+        raise BadInput(
+            "invalid %s %r; use a positive size with an optional unit K, M, G or T "
+            "(for example 512M or 4G)" % (what, value)
+        )
+    return parsed
+
+
+def _cpus(value: str, what: str) -> float:
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed <= 0:
+        raise BadInput(
+            "invalid %s %r; use a number of CPUs greater than 0 (for example 0.5 or 2)"
+            % (what, value)
+        )
+    return parsed
+
+
+def check_service(p: dict, runtime) -> None:
+    services = defined_services(p["state_dir"])
+    if p["runtime"] == "process" and p["service"] not in services:
+        raise BadInput(
+            "unknown service %r in %s; valid services: %s"
+            % (p["service"], p["env"], ", ".join(services) or "none (run invoke up)")
+        )
+
+
+def target_replicas(p: dict, current: int) -> int:
+    definition = load_definition(p["state_dir"], p["service"])
+    if definition is not None and not definition.replicable:
+        replicable = [
+            name
+            for name in defined_services(p["state_dir"])
+            if load_definition(p["state_dir"], name).replicable
+        ]
+        raise BadInput(
+            "service %r runs as a single instance and cannot have replicas; "
+            "services with replicas: %s" % (p["service"], ", ".join(replicable))
+        )
+    wanted = p["replicas"] if p["replicas"] is not None else current + p["delta"]
+    if not 0 <= wanted <= p["ceiling"]:
+        raise BadInput(
+            "invalid replica count %d for %s; valid counts: 0 to %d"
+            % (wanted, p["service"], p["ceiling"])
+        )
+    return wanted
+
+
+def write_desired(path: str, data: dict, check: bool, change: Change) -> None:
+    before, after = read_text(path), scaling.dump(data)
+    if before != after:
+        change.add("record the desired scaling in %s" % path)
+        change.add_diff(path, before, after)
+        if not check:
+            write_text(path, after)
+
+
+def plan_resources(p: dict) -> tuple[dict, list[str]]:
+    """Limits and reservations from the options; notes for values held at a bound."""
+    current = scaling.parse_resources(
+        scaling.desired_resources(p["state_dir"], p["service"])
+    ).get("limits", {})
+    notes = []
+    memory = _memory(p["memory"], "memory") if p["memory"] else None
+    cpus = _cpus(p["cpus"], "cpu") if p["cpus"] else None
+    if memory is None and cpus is None:
+        if not p["step"]:
+            raise BadInput("give --memory, --cpu or both")
+        low_m, high_m = (_memory(v, "memory bound") for v in p["memory_bounds"])
+        low_c, high_c = (_cpus(v, "cpu bound") for v in p["cpu_bounds"])
+        base_m = current.get("memory") or _memory(p["default_memory"], "memory")
+        base_c = current.get("cpus") or _cpus(p["default_cpus"], "cpu")
+        factor = 2 if p["step"] == "up" else 0.5
+        memory = int(min(high_m, max(low_m, base_m * factor)))
+        cpus = round(min(high_c, max(low_c, base_c * factor)), 3)
+        if memory == base_m:
+            notes.append("memory is already at its bound of %s" % p["memory_bounds"])
+        if cpus == base_c:
+            notes.append("cpus are already at their bound of %s" % p["cpu_bounds"])
+    else:
+        memory = memory or current.get("memory")
+        cpus = cpus or current.get("cpus")
+    host_cpus = os.cpu_count() or 1
+    if cpus is not None and cpus > host_cpus:
+        raise BadInput(
+            "invalid cpu %s; this host has %d CPUs, so valid values are more than 0 "
+            "and at most %d" % (p["cpus"] or cpus, host_cpus, host_cpus)
+        )
+    limits, reservations = {}, {}
+    if memory:
+        limits["memory"] = memory
+        reservations["memory"] = memory // 2
+    if cpus:
+        limits["cpus"] = cpus
+        reservations["cpus"] = round(cpus / 2, 3)
+    return {"limits": limits, "reservations": reservations}, notes
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            action=dict(
+                type="str", choices=["grow", "shrink", "resources"], required=True
+            ),
+            service=dict(type="str", required=True),
+            state_dir=dict(type="path", required=True),
+            env=dict(type="str", required=True),
+            runtime=dict(
+                type="str", choices=["process", "compose", "swarm"], default="process"
+            ),
+            runtime_options=dict(type="dict", default={}),
+            replicas=dict(type="int"),
+            delta=dict(type="int", default=0),
+            ceiling=dict(type="int", default=10),
+            memory=dict(type="str"),
+            cpus=dict(type="str"),
+            step=dict(type="str", choices=["up", "down"]),
+            default_memory=dict(type="str", default="512M"),
+            default_cpus=dict(type="str", default="0.5"),
+            memory_bounds=dict(type="list", elements="str", default=["64M", "16G"]),
+            cpu_bounds=dict(type="list", elements="str", default=["0.1", "8"]),
+            max_connections=dict(type="int", default=100),
+            wait_timeout=dict(type="int", default=60),
+        ),
+        mutually_exclusive=[
+            ("replicas", "delta"),
+            ("step", "memory"),
+            ("step", "cpus"),
+        ],
+        supports_check_mode=True,
+    )
+    p = module.params
+    check = module.check_mode
+    change = Change()
+    result: dict = {}
+    path = scaling.scaling_path(p["state_dir"])
+    try:
+        runtime = get_runtime(
+            p["runtime"], p["state_dir"], p["env"], p["runtime_options"]
+        )
+        check_service(p, runtime)
+        desired = scaling.load(p["state_dir"])
+        if p["action"] in ("grow", "shrink"):
+            current = scaling.desired_replicas(
+                p["state_dir"],
+                p["service"],
+                default=len(runtime.instances(p["service"])),
+            )
+            wanted = target_replicas(p, current)
+            result["replicas"] = wanted
+            if p["action"] == "grow":
+                write_desired(
+                    path,
+                    scaling.with_replicas(desired, p["service"], wanted),
+                    check,
+                    change,
+                )
+                change.merge(
+                    runtime.grow(p["service"], wanted, check, p["wait_timeout"])
+                )
+                result["endpoints"] = runtime.planned_endpoints(p["service"], wanted)
+            else:
+                change.merge(runtime.shrink(p["service"], wanted, check))
+        else:
+            resources, notes = plan_resources(p)
+            for note in notes:
+                module.warn("%s: %s" % (p["service"], note))
+            write_desired(
+                path,
+                scaling.with_resources(desired, p["service"], resources),
+                check,
+                change,
+            )
+            change.merge(
+                runtime.set_resources(p["service"], resources, check, p["wait_timeout"])
+            )
+            reason = runtime.enforcement()
+            if reason:
+                module.warn(
+                    "the limits of %s are recorded in scaling.yaml but not enforced: %s"
+                    % (p["service"], reason)
+                )
+            result["resources"] = scaling.compose_resources(resources)
+            result["enforced"] = reason is None
+            if p["service"] == "postgres" and resources["limits"].get("memory"):
+                result["postgres_settings"] = tune(
+                    resources["limits"]["memory"], p["max_connections"]
+                )
+    except BadInput as exc:
+        module.fail_json(msg="scaling %s: %s" % (p["service"], exc), **result)
+    except (RuntimeFailure, SupervisorError, OSError) as exc:
+        module.fail_json(
+            msg="scaling %s in %s failed: %s" % (p["service"], p["env"], exc),
+            actions=change.actions,
+        )
+    result.update(changed=change.changed, actions=change.actions)
+    if module._diff and change.diffs:
+        result["diff"] = change.diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
