@@ -293,18 +293,24 @@ class SwarmRuntime(Runtime):
 
         name = swarm_service.name
         for attempt in range(3):
-            spec = swarm_service.attrs["Spec"]
-            task_template = None
+            # The spec goes back as it was read, changed only where asked: a spec
+            # filled in with the engine's defaults would differ from the running one
+            # and make the swarm replace every task, even for a change of count.
+            spec = copy.deepcopy(swarm_service.attrs["Spec"])
+            task_template = spec["TaskTemplate"]
             if resources_change:
-                task_template = copy.deepcopy(spec["TaskTemplate"])
                 task_template["Resources"] = engine_resources(target["resources"])
             try:
                 self.client.api.update_service(
                     swarm_service.id,
                     swarm_service.version,
                     task_template=task_template,
+                    name=spec["Name"],
+                    labels=spec.get("Labels") or {},
                     mode=ServiceMode("replicated", replicas=target["replicas"]),
-                    fetch_current_spec=True,
+                    update_config=spec.get("UpdateConfig"),
+                    rollback_config=spec.get("RollbackConfig"),
+                    endpoint_spec=spec.get("EndpointSpec"),
                 )
                 return
             except docker.errors.APIError as exc:

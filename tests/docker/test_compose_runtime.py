@@ -47,6 +47,7 @@ def test_scale_out_from_1_to_3_starts_healthy_replicas(docker_client, compose_st
     rt = runtime(compose_stack)
     assert rt.converge("api", 1, check=False).changed
     assert len(containers(docker_client, compose_stack, "running")) == 1
+    planned = rt.planned_endpoints("api", 3)
 
     change = rt.grow("api", 3, check=False)
 
@@ -64,6 +65,9 @@ def test_scale_out_from_1_to_3_starts_healthy_replicas(docker_client, compose_st
     assert override(compose_stack)["services"]["api"]["deploy"]["replicas"] == 3
     instances = rt.instances("api")
     assert [i.endpoint for i in instances] == ["%s:8080" % c.name for c in running]
+    # The load balancer was told the names Compose then gave the new replicas.
+    assert planned == [i.endpoint for i in instances]
+    assert rt.planned_endpoints("api", 2) == planned[:2]
     assert all(i.running and i.pid for i in instances)
 
 

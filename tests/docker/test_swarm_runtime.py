@@ -38,6 +38,12 @@ def test_scale_out_from_1_to_3_and_in_to_1(swarm_stack):
     rt = runtime(swarm_stack)
     rt.converge("api", 1, check=False)
     assert len(running_tasks(swarm_stack)) == 1
+    first = rt.instances("api")[0].endpoint
+    assert rt.planned_endpoints("api", 3) == [
+        first,
+        "%s.2:8080" % swarm_stack["name"],
+        "%s.3:8080" % swarm_stack["name"],
+    ]
 
     out = rt.grow("api", 3, check=False)
 
@@ -49,13 +55,18 @@ def test_scale_out_from_1_to_3_and_in_to_1(swarm_stack):
     assert len(instances) == 3 and all(i.running for i in instances)
     assert [i.endpoint.rsplit(":", 1)[1] for i in instances] == ["8080"] * 3
     assert {i.name.split(".")[-1] for i in instances} == {t["ID"] for t in tasks}
+    assert rt.planned_endpoints("api", 3) == [i.endpoint for i in instances]
+    # Adding replicas left the first one running: no task was replaced.
+    assert instances[0].endpoint == first
 
     back = rt.shrink("api", 1, check=False)
 
     assert back.changed
     assert spec(swarm_stack)["Mode"]["Replicated"]["Replicas"] == 1
     assert len(running_tasks(swarm_stack)) == 1
-    assert len(rt.instances("api")) == 1
+    (left,) = rt.instances("api")
+    # The replica left is one that ran before: removing replicas restarts none.
+    assert left.name in {i.name for i in instances}
 
 
 def test_resource_limits_converge_and_read_back(docker_client, swarm_stack):
