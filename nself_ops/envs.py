@@ -9,7 +9,8 @@ from pathlib import Path
 
 from nself_ops import PROJECT_DIR
 
-INVENTORIES = PROJECT_DIR / "inventories"
+# NSELF_INVENTORIES points commands at other inventories (the Docker tests' own).
+INVENTORIES = Path(os.environ.get("NSELF_INVENTORIES") or PROJECT_DIR / "inventories")
 
 # Services every environment has, in the order status lists them.
 SERVICES = ("postgres", "pgbouncer", "redis", "api", "nginx")

@@ -503,6 +503,22 @@ class ComposeRuntime(Runtime):
                     problems.append("%s still has its old limits" % container.name)
             if not problems:
                 return
+            # A container that exited and that nothing restarts will not come back:
+            # say so now rather than at the deadline.
+            dead = [c for c in containers if self._gone_for_good(c)]
+            if dead:
+                state = dead[0].attrs.get("State") or {}
+                raise RuntimeFailure(
+                    "%s of compose project %s did not start: %s exited with code %s "
+                    "and is not restarted%s"
+                    % (
+                        service,
+                        self.project,
+                        dead[0].name,
+                        state.get("ExitCode"),
+                        self._logs_of(dead),
+                    )
+                )
             if time.monotonic() > deadline:
                 raise RuntimeFailure(
                     "%s of compose project %s did not converge within %ss: %s%s"
@@ -516,6 +532,13 @@ class ComposeRuntime(Runtime):
                 )
             time.sleep(0.5)
 
+    @staticmethod
+    def _gone_for_good(container) -> bool:
+        if container.status not in ("exited", "dead"):
+            return False
+        policy = (container.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+        return policy.get("Name") in (None, "", "no")
+
     def _logs_of(self, containers: list) -> str:
         for container in containers:
             if container.status != "running":
@@ -523,7 +546,10 @@ class ComposeRuntime(Runtime):
                     tail = container.logs(tail=10).decode(errors="replace").strip()
                 except Exception:  # noqa: S112 - the logs only explain a failure
                     continue
-                return "\nlast log lines of %s:\n%s" % (container.name, tail)
+                return "\nlast log lines of %s:\n%s" % (
+                    container.name,
+                    tail or "(none)",
+                )
         return ""
 
     # -- reading -------------------------------------------------------------------

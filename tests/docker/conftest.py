@@ -28,8 +28,15 @@ if MODULE_UTILS not in list(ansible.module_utils.__path__):
     ansible.module_utils.__path__.append(MODULE_UTILS)
 
 IMAGE = os.environ.get("NSELF_TEST_IMAGE", "nself/busybox:test")
-COMPOSE_PORTS = (19401, 19440)
-SWARM_PORTS = (19501, 19540)
+# Port ranges on 127.0.0.1: the runtime tests' and the scale tasks' stacks apart.
+COMPOSE_PORTS = (19401, 19420)
+SWARM_PORTS = (19501, 19520)
+TASKS_COMPOSE_PORTS = (19421, 19440)
+TASKS_SWARM_PORTS = (19521, 19540)
+# The names the test inventories (tests/docker/inventories) give their stacks.
+TASKS_COMPOSE_PROJECT = "nselftaskscompose"
+TASKS_SWARM_STACK = "nselftasksswarm"
+INVENTORIES = Path(__file__).resolve().parent / "inventories"
 MIB = 1024**2
 
 
@@ -112,21 +119,39 @@ services:
       interval: 1s
       timeout: 2s
       retries: 30
+  # A service whose container exits at once, for the runtime's failure reports.
+  broken:
+    image: {image}
+    network_mode: host
+    command: ["/bin/sh", "-c", "echo cannot start; exit 3"]
 """
+
+
+def write_compose_file(path: Path, ports: tuple[int, int]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Compose reads $ as its own variables; $$ passes one to the shell.
+    command = server_command(*ports).replace("$", "$$")
+    health = "[%s]" % ", ".join(
+        '"%s"' % part.replace("$", "$$") for part in HEALTH_TEST
+    )
+    path.write_text(COMPOSE_FILE.format(image=IMAGE, command=command, health=health))
+    return path
+
+
+def remove_compose_project(client, project: str) -> None:
+    label = "com.docker.compose.project=%s" % project
+    for container in client.containers.list(
+        all=True, filters={"label": label}, ignore_removed=True
+    ):
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
 
 
 @pytest.fixture
 def compose_stack(docker_client, tmp_path):
-    """A Compose project of one service, `api`, not started yet; removed afterwards."""
-    stack_dir = tmp_path / "stack"
-    stack_dir.mkdir()
-    compose_file = stack_dir / "docker-compose.yml"
-    command = server_command(*COMPOSE_PORTS).replace("$", "$$")
-    health = "[%s]" % ", ".join(
-        '"%s"' % part.replace("$", "$$") for part in HEALTH_TEST
-    )
-    compose_file.write_text(
-        COMPOSE_FILE.format(image=IMAGE, command=command, health=health)
+    """A Compose project with the service `api`, not started yet; removed afterwards."""
+    compose_file = write_compose_file(
+        tmp_path / "stack" / "docker-compose.yml", COMPOSE_PORTS
     )
     project = unique("nselftest")
     state_dir = tmp_path / "state"
@@ -134,34 +159,26 @@ def compose_stack(docker_client, tmp_path):
     yield {
         "project": project,
         "compose_file": compose_file,
-        "override": stack_dir / "docker-compose.override.yml",
+        "override": compose_file.parent / "docker-compose.override.yml",
         "state_dir": state_dir,
         "options": {"compose_file": str(compose_file), "project": project},
     }
-    label = "com.docker.compose.project=%s" % project
-    for container in docker_client.containers.list(
-        all=True, filters={"label": label}, ignore_removed=True
-    ):
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
+    remove_compose_project(docker_client, project)
 
 
 # -- Swarm ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def swarm_stack(docker_client, tmp_path):
-    """A swarm stack with one replicated service, `<stack>_api`, at one replica;
-    removed afterwards, with its containers."""
+def create_swarm_service(client, stack: str, ports: tuple[int, int]):
+    """The service `<stack>_api` at one replica, labelled as `docker stack deploy`
+    labels a stack's services."""
     from docker.types import Healthcheck, ServiceMode, UpdateConfig
 
-    stack = unique("nselfswarm")
-    name = "%s_api" % stack
     second = 1_000_000_000
-    service = docker_client.services.create(
+    return client.services.create(
         IMAGE,
-        command=["/bin/sh", "-c", server_command(*SWARM_PORTS)],
-        name=name,
+        command=["/bin/sh", "-c", server_command(*ports)],
+        name="%s_api" % stack,
         networks=["host"],
         init=True,
         labels={"com.docker.stack.namespace": stack},
@@ -174,27 +191,80 @@ def swarm_stack(docker_client, tmp_path):
         # resource change takes seconds rather than one monitor period per task.
         update_config=UpdateConfig(parallelism=0, monitor=second // 2),
     )
-    state_dir = tmp_path / "state"
-    state_dir.mkdir()
-    yield {
-        "stack": stack,
-        "name": name,
-        "service": service,
-        "state_dir": state_dir,
-        "options": {"stack": stack, "ports": {"api": 8080}},
-    }
-    service.remove()
+
+
+def remove_swarm_service(client, name: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        client.services.get(name).remove()
     # The swarm agent takes seconds to stop and remove the tasks' containers; removing
     # them here makes that immediate.
     label = {"label": "com.docker.swarm.service.name=%s" % name}
 
     def gone() -> bool:
-        left = docker_client.containers.list(
-            all=True, filters=label, ignore_removed=True
-        )
+        left = client.containers.list(all=True, filters=label, ignore_removed=True)
         for container in left:
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
         return not left
 
     wait_for(gone, what="the containers of %s to go" % name)
+
+
+@pytest.fixture
+def swarm_stack(docker_client, tmp_path):
+    """A swarm stack with one replicated service, `<stack>_api`, at one replica;
+    removed afterwards, with its containers."""
+    stack = unique("nselfswarm")
+    service = create_swarm_service(docker_client, stack, SWARM_PORTS)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    yield {
+        "stack": stack,
+        "name": service.name,
+        "service": service,
+        "state_dir": state_dir,
+        "options": {"stack": stack, "ports": {"api": 8080}},
+    }
+    remove_swarm_service(docker_client, service.name)
+
+
+# -- the scale tasks --------------------------------------------------------------
+
+
+@pytest.fixture
+def task_env(tmp_path) -> dict:
+    """The environment `invoke` runs in: the test inventories, a state root of its
+    own."""
+    state_root = tmp_path / "state-root"
+    state_root.mkdir()
+    return dict(
+        os.environ,
+        NSELF_INVENTORIES=str(INVENTORIES),
+        NSELF_STATE_ROOT=str(state_root),
+    )
+
+
+@pytest.fixture
+def tasks_compose_env(docker_client, task_env):
+    """The inventory's `compose` environment with its stack's compose file in place."""
+    remove_compose_project(docker_client, TASKS_COMPOSE_PROJECT)
+    state_dir = Path(task_env["NSELF_STATE_ROOT"]) / "compose"
+    write_compose_file(state_dir / "stack" / "docker-compose.yml", TASKS_COMPOSE_PORTS)
+    yield {"env": task_env, "state_dir": state_dir, "project": TASKS_COMPOSE_PROJECT}
+    remove_compose_project(docker_client, TASKS_COMPOSE_PROJECT)
+
+
+@pytest.fixture
+def tasks_swarm_env(docker_client, task_env):
+    """The inventory's `swarm` environment with its stack's service at one replica."""
+    name = "%s_api" % TASKS_SWARM_STACK
+    remove_swarm_service(docker_client, name)
+    service = create_swarm_service(docker_client, TASKS_SWARM_STACK, TASKS_SWARM_PORTS)
+    state_dir = Path(task_env["NSELF_STATE_ROOT"]) / "swarm"
+    yield {
+        "env": task_env,
+        "state_dir": state_dir,
+        "service": service,
+        "stack": TASKS_SWARM_STACK,
+    }
+    remove_swarm_service(docker_client, name)

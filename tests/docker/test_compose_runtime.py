@@ -213,8 +213,19 @@ def test_limits_the_engine_would_refuse_are_refused_first(docker_client, compose
     assert [c.id for c in containers(docker_client, compose_stack, "running")] == ids
 
 
+def test_a_replica_that_exits_fails_at_once_with_its_logs(compose_stack):
+    with pytest.raises(RuntimeFailure, match="exited with code 3") as failure:
+        runtime(compose_stack).converge("broken", 1, check=False, wait_timeout=600)
+
+    # Its own words are in the message, and no deadline was waited for.
+    assert "cannot start" in str(failure.value)
+    assert "within 600" not in str(failure.value)
+
+
 def test_an_unknown_service_is_named_in_the_error(compose_stack):
-    with pytest.raises(RuntimeFailure, match="'web' is not in .*services are: api"):
+    with pytest.raises(
+        RuntimeFailure, match="'web' is not in .*services are: api, broken"
+    ):
         runtime(compose_stack).converge("web", 1, check=False)
     assert not compose_stack["override"].exists()
 
