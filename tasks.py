@@ -515,3 +515,6 @@ def scale_status(
         print(json.dumps(report, indent=2))
     else:
         print(scale_view.render(env, report))
+
+
+scale_status.body.nself_positional = ["service"]

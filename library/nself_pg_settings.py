@@ -129,9 +129,15 @@ def main() -> None:
                     "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"
                 )
             ]
-            errors = conn.execute(
-                "SELECT name, error FROM pg_file_settings WHERE error IS NOT NULL"
-            ).fetchall()
+            # A setting that needs a restart shows in pg_file_settings as "could not be
+            # applied"; that is the pending restart handled below, not an error.
+            errors = [
+                (name, error)
+                for name, error in conn.execute(
+                    "SELECT name, error FROM pg_file_settings WHERE error IS NOT NULL"
+                )
+                if not (name in pending and error == "setting could not be applied")
+            ]
     except psycopg.Error as exc:
         module.fail_json(msg="reloading PostgreSQL settings failed: %s" % exc)
     if errors:

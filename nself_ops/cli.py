@@ -47,7 +47,10 @@ def translate(words: list[str], collection: Collection) -> list[str]:
         )
     task = collection[name]
     rest = words[count:]
-    positional = [arg.replace("_", "-") for arg in task.positional]
+    # A task whose positional word is optional for nself (`nself scale status [api]`)
+    # declares it as `nself_positional`; Invoke itself would make it required.
+    names_in_order = task.positional or getattr(task.body, "nself_positional", [])
+    positional = [arg.replace("_", "-") for arg in names_in_order]
     flags_taking_values = _flags_with_values(task)
     argv, index = [name], 0
     i = 0

@@ -31,6 +31,8 @@ STATE_ROOT = Path(tempfile.mkdtemp(prefix="nself-test-state-"))
 STATE_ROOT.chmod(0o755)
 os.environ["NSELF_STATE_ROOT"] = str(STATE_ROOT)
 os.environ.pop("NSELF_ENV", None)
+# The api's test-only endpoints (memory allocation to prove limits) are on in the suite.
+os.environ["NSELF_API_DEBUG"] = "1"
 
 ENV_PORTS = {"local": 18080, "staging": 28080, "prod": 38080}
 
