@@ -46,8 +46,19 @@ apt_install() {
         fi
     done
     say "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "$@" >/dev/null || fail "apt-get install $* failed"
+    # The package must not start a system dockerd of its own: one with the default
+    # bridge and iptables rules is what this script avoids.
+    local policy=/usr/sbin/policy-rc.d own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
+        --no-install-recommends "$@" >/dev/null || rc=$?
+    [ -z "$own_policy" ] || rm -f "$policy"
+    [ "$rc" = 0 ] || fail "apt-get install $* failed (exit $rc)"
 }
 
 ensure_packages() {
@@ -100,16 +111,44 @@ wait_for_engine() {
     return 1
 }
 
+alive() {
+    # A process that runs, not a zombie left unreaped when a daemon was killed.
+    local pid=$1 state
+    [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || return 1
+    state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+clear_stale_pid_files() {
+    # A daemon that was killed leaves its pid file behind, and dockerd refuses to
+    # start while the pid in it exists, even as a zombie.
+    local file pid
+    for file in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+        [ -f "$file" ] || continue
+        pid=$(tr -dc 0-9 <"$file" 2>/dev/null || true)
+        if alive "$pid"; then
+            if [ "$file" = /var/run/docker.pid ]; then
+                fail "a dockerd (pid $pid) runs but does not answer on $SOCKET; see $DOCKERD_LOG"
+            fi
+            continue
+        fi
+        say "removing the stale pid file $file (process ${pid:-?} is gone)"
+        rm -f "$file"
+    done
+}
+
 start_dockerd() {
     if engine_answers; then
         say "a Docker Engine answers on $SOCKET ($(docker info --format '{{.ServerVersion}}, {{.Driver}}'))"
         return
     fi
     is_root || fail "no Docker Engine answers and starting one needs root"
-    local driver pid
+    clear_stale_pid_files
+    mkdir -p "$(dirname "$DOCKERD_LOG")"
+    local driver pid start
     for driver in $(storage_drivers); do
         say "starting dockerd (storage driver $driver), log in $DOCKERD_LOG"
-        mkdir -p "$(dirname "$DOCKERD_LOG")"
+        start=$(($(wc -l <"$DOCKERD_LOG" 2>/dev/null || echo 0) + 1))
         # No default bridge, no iptables rules, no forwarding or masquerading: the
         # tests only ever use host networking on the loopback.
         setsid dockerd \
@@ -126,9 +165,15 @@ start_dockerd() {
             return
         fi
         say "dockerd with $driver did not come up; last log lines:"
-        tail -n 15 "$DOCKERD_LOG" >&2 || true
+        tail -n +"$start" "$DOCKERD_LOG" | tail -n 15 >&2 || true
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+        # Only a storage driver this kernel or filesystem lacks is worth another try
+        # with the next driver; any other failure would only repeat.
+        if ! tail -n +"$start" "$DOCKERD_LOG" |
+            grep -qiE 'graphdriver|storage.driver|overlay|driver not supported'; then
+            break
+        fi
     done
     fail "no Docker Engine could be started here (see $DOCKERD_LOG)"
 }
