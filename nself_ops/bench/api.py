@@ -161,9 +161,11 @@ def bench_api(
     sample_interval: float = 1.0,
     known: Sequence[str] = (),
     progress: engine.ProgressCallback | None = None,
+    launcher: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Load every endpoint in turn; return ``{"summary": …, "endpoints": […]}``.
 
+    ``launcher`` is passed to the engine (see ``engine._run_wrk``).
     ``summary`` is the public JSON shape; ``endpoints`` holds everything else
     (errors by kind, per-interval samples, latency percentiles) for the result
     file, the comparison and the HTML report.
@@ -198,6 +200,7 @@ def bench_api(
                 timeout=timeout,
                 sample_interval=sample_interval,
                 progress=progress,
+                launcher=launcher,
             )
             result["endpoint"] = req.label
             result.pop("steps", None)
@@ -211,6 +214,7 @@ def bench_api(
                 timeout=timeout,
                 sample_interval=sample_interval,
                 progress=progress,
+                launcher=launcher,
             )
         results.append(result)
     return {"summary": summarise(results, duration, concurrency), "endpoints": results}

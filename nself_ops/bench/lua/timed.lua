@@ -79,9 +79,10 @@ local function record_sample(now, step, us, is_error)
   end
 end
 
-function init(args)
+-- The schedule of a connection starts when it is first ready to send, so
+-- that the time wrk takes to start its threads is not counted as latency.
+local function start_schedule(now)
   local n = spec.connections
-  local now = nself_now()
   -- Connection i of n starts i/n of the way through the ramp: the number of
   -- active connections grows linearly from one to n over ramp_up seconds.
   start_at = now + spec.ramp_up * thread_index / n
@@ -92,7 +93,9 @@ function init(args)
     period = n / spec.rate
     next_intended = start_at + period * thread_index / n
   end
+end
 
+function init(args)
   local total = 0
   for i, step in ipairs(spec.steps) do
     prepared[i] = {}
@@ -115,8 +118,11 @@ function init(args)
 end
 
 function delay()
-  delay_called = true
   local now = nself_now()
+  if not delay_called then
+    delay_called = true
+    start_schedule(now)
+  end
   local target
   if period then
     target = next_intended
