@@ -170,11 +170,7 @@ def bench_api(
     (errors by kind, per-interval samples, latency percentiles) for the result
     file, the comparison and the HTML report.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise BenchInputError(
-            f"concurrency must be a whole number, got {concurrency!r}"
-        )
-    engine.check_positive("concurrency", concurrency)
+    engine.check_count("concurrency", concurrency)
     engine.check_positive("duration", duration)
     if rate is not None:
         engine.check_positive("rate", rate)

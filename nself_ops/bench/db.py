@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import stats
-from .engine import check_positive
+from .engine import check_count, check_positive
 from .errors import BenchInputError, GeneratorError, TargetDownError, ToolMissingError
 
 log = logging.getLogger("nself.bench")
@@ -286,10 +286,7 @@ def bench_db(
     check_workload(workload)
     if via not in VIAS:
         raise BenchInputError(f"unknown --via {via!r}; valid: {', '.join(VIAS)}")
-    if isinstance(clients, bool) or not isinstance(clients, int) or clients <= 0:
-        raise BenchInputError(
-            f"clients must be a whole number above 0, got {clients!r}"
-        )
+    check_count("clients", clients)
     check_positive("duration", duration)
     check_database_name(database, protected)
 

@@ -110,6 +110,13 @@ def check_positive(name: str, value: float) -> float:
     return value
 
 
+def check_count(name: str, value: int) -> int:
+    """``value`` if it is a whole number above zero, else ``BenchInputError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BenchInputError(f"{name} must be a whole number above 0, got {value!r}")
+    return value
+
+
 def wrk_binary() -> str:
     """Path of wrk, or ``ToolMissingError`` saying how to get it."""
     found = shutil.which("wrk")
@@ -384,7 +391,7 @@ def run_fast(
     launcher: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Closed-loop load at full speed on one endpoint; see ``summarise_fast``."""
-    connections = int(check_positive("concurrency", connections))
+    connections = check_count("concurrency", connections)
     check_positive("duration", duration)
     check_positive("timeout", timeout)
     check_positive("sample interval", sample_interval)
@@ -491,7 +498,7 @@ def run_timed(
     ``ramp_up`` starts the connections one after another over that many
     seconds. Raises ``BenchInputError`` for values out of range.
     """
-    connections = int(check_positive("concurrency", connections))
+    connections = check_count("concurrency", connections)
     if connections > MAX_TIMED_CONNECTIONS:
         raise BenchInputError(
             f"at most {MAX_TIMED_CONNECTIONS} connections when every request is "

@@ -138,8 +138,7 @@ def bench_load(
     users = sc.users if users is None else users
     duration = sc.duration if duration is None else duration
     ramp_up = sc.ramp_up if ramp_up is None else ramp_up
-    if isinstance(users, bool) or not isinstance(users, int) or users <= 0:
-        raise BenchInputError(f"users must be a whole number above 0, got {users!r}")
+    engine.check_count("users", users)
     engine.check_positive("duration", duration)
     if ramp_up < 0 or ramp_up >= duration:
         raise BenchInputError(

@@ -194,12 +194,12 @@ def test_unknown_endpoint_is_refused_with_the_known_ones(nginx):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"concurrency": 0}, "concurrency must be greater than zero, got 0"),
-        ({"concurrency": -5}, "concurrency must be greater than zero, got -5"),
+        ({"concurrency": 0}, "concurrency must be a whole number above 0, got 0"),
+        ({"concurrency": -5}, "concurrency must be a whole number above 0, got -5"),
         ({"duration": 0}, "duration must be greater than zero, got 0"),
         ({"duration": -1}, "duration must be greater than zero, got -1"),
         ({"rate": -10}, "rate must be greater than zero, got -10"),
-        ({"concurrency": 2.5}, "concurrency must be a whole number"),
+        ({"concurrency": 2.5}, "concurrency must be a whole number above 0, got 2.5"),
     ],
 )
 def test_bad_numbers_are_refused_before_any_load(nginx, kwargs, match):
