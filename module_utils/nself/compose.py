@@ -555,6 +555,10 @@ class ComposeRuntime(Runtime):
     # -- reading -------------------------------------------------------------------
 
     def instances(self, service: str) -> list[Instance]:
+        # A service the stack does not have has no instances, as with the process
+        # runtime; changing it is what fails, naming the services there are.
+        if service not in self._stack()["services"]:
+            return []
         port = self._port(service)
         result = []
         for container in self._containers(service):

@@ -10,7 +10,7 @@ Parsed, as `Runtime.set_resources` takes them: {"limits": {"memory": 536870912,
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.nself import scaling
 from ansible.module_utils.nself.runtime import RuntimeFailure
@@ -175,6 +175,9 @@ def stats_usage(stats: dict) -> dict:
     return {"cpu_percent": round(cpu_percent, 2), "memory_bytes": int(used)}
 
 
+USAGE_READERS = 8
+
+
 def containers_usage(client, names: list[str]) -> dict[str, dict]:
     """Usage per container name, read from every container at once: one reading takes
     the engine about a second, as it samples the CPU twice."""
@@ -194,11 +197,9 @@ def containers_usage(client, names: list[str]) -> dict[str, dict]:
             return
         results[name] = stats_usage(stats)
 
-    threads = [threading.Thread(target=read, args=(name,)) for name in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # As many readings at once as the client keeps connections to the engine.
+    with ThreadPoolExecutor(max_workers=USAGE_READERS) as pool:
+        list(pool.map(read, names))
     if errors:
         name, error = sorted(errors.items())[0]
         raise RuntimeFailure("read the usage of %s from the engine: %s" % (name, error))

@@ -124,6 +124,18 @@ services:
     image: {image}
     network_mode: host
     command: ["/bin/sh", "-c", "echo cannot start; exit 3"]
+  # One that keeps a CPU busy, to see a CPU limit hold.
+  spin:
+    image: {image}
+    network_mode: host
+    init: true
+    command: ["/bin/sh", "-c", "while :; do :; done"]
+  # One whose memory grows without end, to see a memory limit hold.
+  hog:
+    image: {image}
+    network_mode: host
+    init: true
+    command: ["/bin/sh", "-c", "awk 'BEGIN {{ s = \\"x\\"; while (1) s = s s }}'"]
 """
 
 

@@ -25,10 +25,14 @@ def runtime(stack) -> ComposeRuntime:
 
 def containers(client, stack, status=None) -> list:
     """The project's api containers, by number, as the engine lists them."""
+    return containers_of(client, stack, "api", status)
+
+
+def containers_of(client, stack, service, status=None) -> list:
     filters = {
         "label": [
             "com.docker.compose.project=%s" % stack["project"],
-            "com.docker.compose.service=api",
+            "com.docker.compose.service=%s" % service,
         ]
     }
     found = client.containers.list(all=True, filters=filters, ignore_removed=True)
@@ -213,6 +217,31 @@ def test_limits_the_engine_would_refuse_are_refused_first(docker_client, compose
     assert [c.id for c in containers(docker_client, compose_stack, "running")] == ids
 
 
+def test_the_kernel_holds_a_replica_to_its_cpu_limit(docker_client, compose_stack):
+    rt = runtime(compose_stack)
+    rt.set_resources("spin", {"limits": {"cpus": 0.25}}, check=False)
+
+    (spin,) = rt.instances("spin")
+    assert docker_client.containers.get(spin.name).attrs["HostConfig"]["NanoCpus"] == (
+        250_000_000
+    )
+    # A replica that would use a whole core gets a quarter of one.
+    cpu = rt.usage([spin])[spin.name]["cpu_percent"]
+    assert 0 < cpu <= 35
+
+
+def test_a_replica_over_its_memory_limit_is_killed_by_the_kernel(
+    docker_client, compose_stack
+):
+    rt = runtime(compose_stack)
+    with pytest.raises(RuntimeFailure, match="exited with code 137"):
+        rt.set_resources("hog", {"limits": {"memory": 32 * MIB}}, check=False)
+
+    (hog,) = containers_of(docker_client, compose_stack, "hog")
+    assert hog.attrs["HostConfig"]["Memory"] == 32 * MIB
+    assert hog.attrs["State"]["OOMKilled"] is True
+
+
 def test_a_replica_that_exits_fails_at_once_with_its_logs(compose_stack):
     with pytest.raises(RuntimeFailure, match="exited with code 3") as failure:
         runtime(compose_stack).converge("broken", 1, check=False, wait_timeout=600)
@@ -224,10 +253,11 @@ def test_a_replica_that_exits_fails_at_once_with_its_logs(compose_stack):
 
 def test_an_unknown_service_is_named_in_the_error(compose_stack):
     with pytest.raises(
-        RuntimeFailure, match="'web' is not in .*services are: api, broken"
+        RuntimeFailure, match="'web' is not in .*services are: api, broken, hog, spin"
     ):
         runtime(compose_stack).converge("web", 1, check=False)
     assert not compose_stack["override"].exists()
+    assert runtime(compose_stack).instances("web") == []
 
 
 def test_stop_all_removes_the_project_containers(docker_client, compose_stack):
