@@ -130,9 +130,9 @@ class ComposeRuntime(Runtime):
                 )
             except (OSError, subprocess.TimeoutExpired):
                 continue
-            if result.returncode == 0:
-                version = result.stdout.strip().lstrip("v")
-                self._cli_major = int(version.split(".")[0] or 0)
+            major = re.match(r"v?(\d+)\.", result.stdout.strip())
+            if result.returncode == 0 and major:
+                self._cli_major = int(major.group(1))
                 self._cli = argv + (["--compatibility"] if self._cli_major == 1 else [])
                 return self._cli
         raise RuntimeFailure(
