@@ -134,9 +134,11 @@ function delay()
   if target <= now then
     return 0
   end
-  -- wrk takes whole milliseconds; rounding up never sends early, and the
-  -- rest of the wait shows up in the generator's lag figures.
-  return math.ceil((target - now) * 1000)
+  -- wrk takes whole milliseconds. Rounding down lets a request leave up to a
+  -- millisecond before its intended start (it is then timed from its actual
+  -- send, see response()); rounding up would add up to a millisecond of our
+  -- own to every request's latency.
+  return math.floor((target - now) * 1000)
 end
 
 function request()
@@ -201,7 +203,8 @@ function response(status, headers, body)
   pending_step = 0
   conn_free_at = now
 
-  -- Counted from the intended start, unless a reconnect sent it early.
+  -- Counted from the intended start, or from the actual send when the
+  -- millisecond timer or a reconnect sent it a little early.
   local started = math.min(pending_intended, pending_sent)
   local us = (now - started) * 1e6
   bump(step, "n")
