@@ -92,6 +92,13 @@ options:
     description: PostgreSQL's connection limit, used to compute its work memory.
     type: int
     default: 100
+  single_instance:
+    description:
+      - Services that cannot have replicas when the environment stores no definition
+        of them (a Compose or Swarm stack brought up outside the toolkit).
+    type: list
+    elements: str
+    default: [postgres, redis]
   wait_timeout:
     description: Seconds to wait for each new replica to become healthy.
     type: int
@@ -211,12 +218,19 @@ def check_service(p: dict, runtime) -> None:
 
 def target_replicas(p: dict, current: int) -> int:
     definition = load_definition(p["state_dir"], p["service"])
-    if definition is not None and not definition.replicable:
+    # Without a stored definition (a Compose or Swarm stack the toolkit did not bring
+    # up), the services that hold state are the ones that cannot be copied.
+    single = (
+        not definition.replicable
+        if definition is not None
+        else p["service"] in p["single_instance"]
+    )
+    if single:
         replicable = [
             name
             for name in defined_services(p["state_dir"])
             if load_definition(p["state_dir"], name).replicable
-        ]
+        ] or ["any but " + ", ".join(p["single_instance"])]
         raise BadInput(
             "service %r runs as a single instance and cannot have replicas; "
             "services with replicas: %s" % (p["service"], ", ".join(replicable))
@@ -304,6 +318,9 @@ def main() -> None:
             memory_bounds=dict(type="list", elements="str", default=["64M", "16G"]),
             cpu_bounds=dict(type="list", elements="str", default=["0.1", "8"]),
             max_connections=dict(type="int", default=100),
+            single_instance=dict(
+                type="list", elements="str", default=["postgres", "redis"]
+            ),
             wait_timeout=dict(type="int", default=60),
         ),
         mutually_exclusive=[

@@ -298,3 +298,30 @@ def test_bad_input_changes_nothing(
     assert "Traceback" not in result.output
     assert scaling_file.read_text() == before
     assert supervisor_pids(state_root) == pids
+
+
+def test_a_rejected_upstream_leaves_nginx_serving_the_previous_one(
+    local_stack, state_root
+):
+    from nself_ops.ansible import AnsibleFailure, run_module
+
+    upstream = state_root / "local" / "nginx" / "upstreams" / "api.conf"
+    before = upstream.read_text()
+    with pytest.raises(AnsibleFailure) as failure:
+        run_module(
+            "local",
+            "nself_nginx_config",
+            {
+                "path": str(upstream),
+                "content": "upstream api_backend { least_conn; no_such_directive; }",
+                "main_config": "{{ nself_state_dir }}/nginx/nginx.conf",
+                "prefix": "{{ nself_state_dir }}/nginx",
+                "error_log": "{{ nself_state_dir }}/logs/nginx_error.log",
+                "user": "{{ nself_service_user }}",
+            },
+        )
+    message = str(failure.value)
+    assert "nginx rejected" in message
+    assert 'unknown directive "no_such_directive"' in message
+    assert upstream.read_text() == before
+    assert replica_of() == "api_1"
