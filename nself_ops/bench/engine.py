@@ -367,14 +367,16 @@ def generator_verdict(
 
 
 def _sample_rows(slots: Mapping[int, float], interval: float) -> list[dict[str, float]]:
-    """Whole sample intervals, first and last dropped as partly outside the run."""
+    """Whole sample intervals, first and last dropped as partly outside the run.
+
+    An interval in which nothing happened is a sample of zero, not a gap.
+    """
     if not slots:
         return []
-    keys = sorted(slots)
-    inner = keys[1:-1] if len(keys) > 2 else []
-    first = keys[0]
+    first, last = min(slots), max(slots)
     return [
-        {"t": round((k - first) * interval, 3), "requests": slots[k]} for k in inner
+        {"t": round((k - first) * interval, 3), "requests": slots.get(k, 0)}
+        for k in range(first + 1, last)
     ]
 
 
