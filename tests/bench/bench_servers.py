@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import selectors
 import shutil
@@ -126,8 +127,13 @@ def serve_with_delay(port: int, delay_s: float) -> None:
     """Serve on ``port`` forever, answering every request after ``delay_s``.
 
     ``POST /__delay`` with the new delay in seconds as its body changes it.
+    ``GET /__applied`` answers the delays actually applied since the last
+    call, in seconds: from the moment a request was read to the moment its
+    answer was handed to the kernel.
     """
     state = {"delay": delay_s}
+    applied: list[float] = []
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -138,18 +144,27 @@ def serve_with_delay(port: int, delay_s: float) -> None:
         disable_nagle_algorithm = True
 
         def _answer(self) -> None:
+            started = time.monotonic()
             length = int(self.headers.get("Content-Length") or 0)
             data = self.rfile.read(length) if length else b""
+            body = b'{"ok":true}'
             if self.path == "/__delay":
                 state["delay"] = float(data)
+            elif self.path == "/__applied":
+                with lock:
+                    body = json.dumps(applied).encode()
+                    applied.clear()
             else:
                 time.sleep(state["delay"])
-            body = b'{"ok":true}'
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
+            if not self.path.startswith("/__"):
+                with lock:
+                    applied.append(time.monotonic() - started)
 
         do_GET = _answer
         do_POST = _answer
@@ -223,6 +238,15 @@ class DelayServer:
         finally:
             conn.close()
         self._delay_s = value
+
+    def applied_ms(self) -> list[float]:
+        """Delays the server applied since the last call, in milliseconds."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            conn.request("GET", "/__applied")
+            return [v * 1000.0 for v in json.loads(conn.getresponse().read())]
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -5,52 +5,65 @@ from __future__ import annotations
 import pytest
 from bench_servers import REALTIME, closed_port_url
 
-from nself_ops.bench import api, engine
+from nself_ops.bench import api, engine, stats
 from nself_ops.bench.errors import BenchInputError, TargetDownError
 
 DELAY_MS = 50.0
 
 
-def within_delay(value_ms: float) -> bool:
-    """Reported figure within 5% + 1 ms of the injected delay."""
-    return abs(value_ms - DELAY_MS) <= DELAY_MS * 0.05 + 1.0
+def within(value_ms: float, target_ms: float) -> bool:
+    """A reported figure within 5% + 1 ms of the target."""
+    return abs(value_ms - target_ms) <= target_ms * 0.05 + 1.0
+
+
+def check_against_injected_delay(server, row: dict) -> None:
+    """The engine's P50 and P95 match the delay the server injected.
+
+    This machine is a shared virtual machine, and now and then its CPUs stall
+    for milliseconds, stretching the server's 50 ms sleeps too. The server
+    records each delay as it actually applied it (request read to answer
+    sent), so the engine is judged against the delay that really happened at
+    each percentile, and that delay in turn against the 50 ms asked for at the
+    median.
+    """
+    applied = server.applied_ms()
+    assert len(applied) >= row["requests"] - 8
+    assert within(stats.percentile(applied, 50), DELAY_MS), applied
+    for key, p in (("p50_ms", 50), ("p95_ms", 95)):
+        truth = stats.percentile(applied, p)
+        assert within(row[key], truth), (key, row[key], truth)
+        assert row[key] >= truth - 0.5, (key, row[key], truth)
 
 
 # Four connections: the test server is Python, and answers that fall due at the
 # same moment queue for its interpreter lock; with many connections in step that
 # queue, not the generator, would stretch the tail.
 def test_closed_loop_percentiles_match_an_injected_50ms_delay(delay_server):
+    delay_server.applied_ms()
     out = api.bench_api(
-        delay_server.url,
-        ["GET /"],
-        concurrency=4,
-        duration=3,
-        launcher=REALTIME,
+        delay_server.url, ["GET /"], concurrency=4, duration=2, launcher=REALTIME
     )
     row = out["summary"]["endpoints"][0]
-    assert row["requests"] > 150
-    assert within_delay(row["p50_ms"]), row
-    assert within_delay(row["p95_ms"]), row
+    assert row["requests"] > 100
+    check_against_injected_delay(delay_server, row)
     assert row["errors_pct"] == 0.0
     assert out["summary"]["generator"]["saturated"] is False
 
 
 def test_fixed_rate_percentiles_match_an_injected_50ms_delay(delay_server):
     # 4 connections at 40 req/s: one request per connection every 100 ms, so
-    # no request waits for its connection and latency is the delay alone. Each
-    # connection's first request also waits for the connection to open, so
-    # the run is long enough for those four to stay above the 95th percentile.
+    # no request waits for its connection and latency is the delay alone.
+    delay_server.applied_ms()
     out = api.bench_api(
         delay_server.url,
         ["GET /"],
         concurrency=4,
-        duration=3,
+        duration=2,
         rate=40,
         launcher=REALTIME,
     )
     row = out["summary"]["endpoints"][0]
-    assert within_delay(row["p50_ms"]), row
-    assert within_delay(row["p95_ms"]), row
+    check_against_injected_delay(delay_server, row)
     detail = out["endpoints"][0]
     assert detail["mode"] == "rate"
     assert detail["completed"] == pytest.approx(40 * detail["duration_s"], rel=0.15)

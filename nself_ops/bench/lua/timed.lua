@@ -36,8 +36,7 @@ lag_n, lag_sum, lag_max = 0, 0, 0
 backlogged = 0
 issued = 0
 pending_step = 0
-pending_intended = 0
-pending_sent = 0
+pending_start = 0
 
 -- wrk calls request() once on its first thread right after init() to check
 -- the request it returns, and never sends it. Every real first request comes
@@ -162,21 +161,31 @@ function request()
     end
   end
 
-  local intended = now
+  -- Where this request's latency is counted from. In a closed loop that is
+  -- the send. At a fixed rate it is the intended start: time spent waiting
+  -- for a connection the server kept busy is latency, as a user would see
+  -- it. Time we ourselves were late after the connection was free and the
+  -- start was due is not the server's: it is left out of latency and shown
+  -- as the generator's schedule lag instead (saturated when it grows).
+  local start = now
   if period then
-    intended = next_intended
+    local intended = next_intended
     next_intended = next_intended + period
-    -- A connection still busy past the intended start is the server's delay
-    -- (it counts into latency); what follows its becoming free is our own.
     local ready = intended
     if conn_free_at > intended then
       backlogged = backlogged + 1
       ready = conn_free_at
     end
-    local late_us = (now - ready) * 1e6
-    if late_us < 0 then
-      late_us = 0
+    local late = now - ready
+    if late < 0 then
+      -- Sent up to a millisecond early by the timer, or at once after a
+      -- reconnect: timed from the actual send.
+      late = 0
     end
+    if now >= intended then
+      start = intended + late
+    end
+    local late_us = late * 1e6
     lag_n = lag_n + 1
     lag_sum = lag_sum + late_us
     if late_us > lag_max then
@@ -187,8 +196,7 @@ function request()
   end
 
   pending_step = step
-  pending_intended = intended
-  pending_sent = now
+  pending_start = start
   issued = issued + 1
   local variants = prepared[step]
   return variants[math.random(#variants)]
@@ -203,10 +211,7 @@ function response(status, headers, body)
   pending_step = 0
   conn_free_at = now
 
-  -- Counted from the intended start, or from the actual send when the
-  -- millisecond timer or a reconnect sent it a little early.
-  local started = math.min(pending_intended, pending_sent)
-  local us = (now - started) * 1e6
+  local us = (now - pending_start) * 1e6
   bump(step, "n")
   if status >= 200 and status < 300 then
     bump(step, "s2")
@@ -271,9 +276,7 @@ function done(summary, latency, requests)
     -- An unanswered request at the end either timed out or was in flight.
     local ps = thread:get("pending_step")
     if ps > 0 then
-      local started = math.min(thread:get("pending_intended"),
-                               thread:get("pending_sent"))
-      if (now - started) * 1e6 >= timeout_us then
+      if (now - thread:get("pending_start")) * 1e6 >= timeout_us then
         steps[ps].timeouts = steps[ps].timeouts + 1
         steps[ps].hung = steps[ps].hung + 1
       else
