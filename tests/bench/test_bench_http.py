@@ -29,6 +29,7 @@ def check_against_injected_delay(server, row: dict) -> None:
     applied = server.applied_ms()
     assert len(applied) >= row["requests"] - 8
     assert within(stats.percentile(applied, 50), DELAY_MS), applied
+    assert within(row["p50_ms"], DELAY_MS), row
     for key, p in (("p50_ms", 50), ("p95_ms", 95)):
         truth = stats.percentile(applied, p)
         assert within(row[key], truth), (key, row[key], truth)
