@@ -67,11 +67,12 @@ class Result:
         errors = [
             line
             for line in self.output.splitlines()
-            if line.startswith(("fatal:", "[ERROR]", "Error:", "    msg:"))
+            if line.startswith(("fatal:", "[ERROR]", "Error:", "    msg:", "changed:"))
+            or line.startswith("TASK [")
         ]
         return "<exit %s>\n%s\n...\n%s" % (
             self.returncode,
-            "\n".join(errors)[:3000],
+            "\n".join(errors)[-3000:],
             self.output[-2000:],
         )
 

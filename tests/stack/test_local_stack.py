@@ -63,11 +63,16 @@ def test_service_listens_on_loopback_only(host, local_stack, program, port):
     assert listening == ["tcp://127.0.0.1:%d" % port], listening
 
 
-@pytest.mark.parametrize("comm", ["postgres", "redis-server", "nginx", "gunicorn"])
-def test_services_run_as_the_service_account(host, local_stack, comm):
-    processes = host.process.filter(comm=comm)
-    assert processes, "no %s process" % comm
-    assert {p.user for p in processes} == {service_user()}
+@pytest.mark.parametrize("program", ["postgres", "redis", "api_1", "nginx"])
+def test_services_run_as_the_service_account(host, local_stack, state_root, program):
+    from ansible.module_utils.nself.supervisor import Supervisor
+
+    info = Supervisor(str(state_root / "local")).processes()[program]
+    main = host.process.get(pid=info["pid"])
+    # The program and every process it started (postgres' backends, nginx's workers,
+    # gunicorn's workers).
+    children = host.process.filter(ppid=info["pid"])
+    assert {p.user for p in [main, *children]} == {service_user()}
 
 
 def test_secrets_are_private_files(host, local_stack, state_root):

@@ -252,6 +252,17 @@ def test_scale_up_postgres_retunes_its_memory_settings(local_stack, invoke, stat
     assert result.returncode == 0, result
     assert pg_setting(state_root, "shared_buffers") == "256MB"
 
+    # The restart is short and the api's pool reconnects by itself.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert replica_of() == "api_1"
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
 
 # -- bad input -----------------------------------------------------------------------
 
