@@ -14,6 +14,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
+from nself_ops import flags as _flags  # noqa: F401 - bad flag values become messages
 from nself_ops import scale as scale_view
 from nself_ops import status as status_view
 from nself_ops.ansible import AnsibleFailure, run_playbook
@@ -389,6 +390,19 @@ def bench_compare(  # noqa: PLR0917 - each parameter is a command-line flag
 SCALE_SERVICE_HELP = "Service to scale: " + ", ".join(SERVICES) + "."
 
 
+def _whole(name: str, value) -> int | None:
+    """A whole-number flag that has no default (Invoke passes it as text)."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise Exit(
+            "Error: invalid value %r for --%s; it takes a whole number" % (value, name),
+            code=2,
+        ) from None
+
+
 def _scale_service(service: str) -> str:
     return _choice("service", service, SERVICES)
 
@@ -410,6 +424,7 @@ def scale_out(
     dry_run: bool = False,
 ) -> None:
     """Add replicas of a service behind the load balancer, without downtime."""
+    replicas = _whole("replicas", replicas)
     _play(
         _env(env),
         "scale-out",
@@ -435,6 +450,7 @@ def scale_in(
     dry_run: bool = False,
 ) -> None:
     """Remove replicas of a service, draining each before it stops."""
+    replicas = _whole("replicas", replicas)
     _play(
         _env(env),
         "scale-in",

@@ -56,3 +56,22 @@ def test_nself_unknown_command(nself, words):
     assert "no command" in result.stderr
     assert "valid commands:" in result.stderr
     assert "status" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench-api", "--concurrent", "abc"],
+        ["logs", "--service", "api", "--lines", "many"],
+        ["scale-out", "--service", "api", "--replicas", "three"],
+    ],
+    ids=["typed-flag", "typed-flag-2", "untyped-flag"],
+)
+def test_values_of_the_wrong_type(invoke, args):
+    result = invoke(*args)
+    assert result.returncode != 0
+    assert "invalid value %r for %s" % (args[-1], args[-2]) in result.output
+    assert "it takes a whole number" in result.output
+    assert "Traceback" not in result.output
+    # Refused while the command line is read, before any playbook runs.
+    assert "PLAY [" not in result.output
