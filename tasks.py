@@ -14,7 +14,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from nself_ops import flags as _flags  # noqa: F401 - bad flag values become messages
+from nself_ops import console  # noqa: F401 - messages for bad flags, quiet pipes
 from nself_ops import scale as scale_view
 from nself_ops import status as status_view
 from nself_ops.ansible import AnsibleFailure, run_playbook

@@ -176,3 +176,23 @@ def test_nself_status_runs_the_same_task(local_stack, nself):
     data = result.json()
     assert data["env"] == "local"
     assert data["up"] is True
+
+
+def test_output_cut_short_by_a_closed_pipe_is_quiet(local_stack):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    invoke_bin = Path(sys.executable).parent / "invoke"
+    proc = subprocess.Popen(
+        [str(invoke_bin), "status", "--format", "json"],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # The reader goes away before the output comes, as `| head -1` does after one line.
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert b"Traceback" not in err
+    assert b"BrokenPipeError" not in err
