@@ -30,23 +30,6 @@ options:
     description: The service to scale.
     type: str
     required: true
-  state_dir:
-    description: The environment's state folder.
-    type: path
-    required: true
-  env:
-    description: Name of the environment.
-    type: str
-    required: true
-  runtime:
-    description: How the environment runs services.
-    type: str
-    choices: [process, compose, swarm]
-    default: process
-  runtime_options:
-    description: Options of the runtime (the compose file, the project name, ...).
-    type: dict
-    default: {}
   replicas:
     description: The replica count wanted; with I(action=grow) or I(action=shrink).
     type: int
@@ -103,6 +86,8 @@ options:
     description: Seconds to wait for each new replica to become healthy.
     type: int
     default: 60
+extends_documentation_fragment:
+  - nself_environment
 attributes:
   check_mode:
     support: full
@@ -166,6 +151,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nself import scaling
 from ansible.module_utils.nself.pgtune import tune
 from ansible.module_utils.nself.runtime import (
+    ENVIRONMENT_SPEC,
     Change,
     RuntimeFailure,
     defined_services,
@@ -301,12 +287,7 @@ def main() -> None:
                 type="str", choices=["grow", "shrink", "resources"], required=True
             ),
             service=dict(type="str", required=True),
-            state_dir=dict(type="path", required=True),
-            env=dict(type="str", required=True),
-            runtime=dict(
-                type="str", choices=["process", "compose", "swarm"], default="process"
-            ),
-            runtime_options=dict(type="dict", default={}),
+            **ENVIRONMENT_SPEC,
             replicas=dict(type="int"),
             delta=dict(type="int", default=0),
             ceiling=dict(type="int", default=10),

@@ -13,23 +13,6 @@ description:
   - For PostgreSQL with a memory limit, also returns the memory settings computed from it.
   - Changes nothing.
 options:
-  state_dir:
-    description: The environment's state folder.
-    type: path
-    required: true
-  env:
-    description: Name of the environment.
-    type: str
-    required: true
-  runtime:
-    description: How the environment runs services.
-    type: str
-    choices: [process, compose, swarm]
-    default: process
-  runtime_options:
-    description: Options of the runtime.
-    type: dict
-    default: {}
   services:
     description: Services to report; all defined ones when empty.
     type: list
@@ -43,6 +26,8 @@ options:
     description: PostgreSQL's connection limit, used to compute its work memory.
     type: int
     default: 100
+extends_documentation_fragment:
+  - nself_environment
 attributes:
   check_mode:
     support: full
@@ -85,6 +70,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nself import scaling
 from ansible.module_utils.nself.pgtune import tune
 from ansible.module_utils.nself.runtime import (
+    ENVIRONMENT_SPEC,
     RuntimeFailure,
     defined_services,
     get_runtime,
@@ -98,12 +84,7 @@ ORDER = ("postgres", "pgbouncer", "redis", "api", "nginx")
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state_dir=dict(type="path", required=True),
-            env=dict(type="str", required=True),
-            runtime=dict(
-                type="str", choices=["process", "compose", "swarm"], default="process"
-            ),
-            runtime_options=dict(type="dict", default={}),
+            **ENVIRONMENT_SPEC,
             services=dict(type="list", elements="str", default=[]),
             usage=dict(type="bool", default=True),
             max_connections=dict(type="int", default=100),

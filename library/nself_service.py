@@ -19,19 +19,6 @@ options:
     description: Name of the service (C(api), C(postgres), ...).
     type: str
     required: true
-  state_dir:
-    description: The environment's state folder.
-    type: path
-    required: true
-  env:
-    description: Name of the environment.
-    type: str
-    required: true
-  runtime:
-    description: How the environment runs services.
-    type: str
-    choices: [process, compose, swarm]
-    default: process
   command:
     description:
       - The program and its arguments, never passed through a shell.
@@ -74,7 +61,7 @@ options:
     default: 30
   health:
     description:
-      - How to tell an instance is healthy, C({type: tcp}) or C({type: http, path: /x}).
+      - "How to tell an instance is healthy: C({type: tcp}) or C({type: http, path: /x})."
     type: dict
     default: {type: tcp}
   replicas:
@@ -84,6 +71,8 @@ options:
     description: Seconds to wait for each started instance to become healthy.
     type: int
     default: 60
+extends_documentation_fragment:
+  - nself_environment
 attributes:
   check_mode:
     support: full
@@ -127,6 +116,7 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nself.runtime import (
+    ENVIRONMENT_SPEC,
     RuntimeFailure,
     ServiceDefinition,
     get_runtime,
@@ -139,11 +129,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            state_dir=dict(type="path", required=True),
-            env=dict(type="str", required=True),
-            runtime=dict(
-                type="str", choices=["process", "compose", "swarm"], default="process"
-            ),
+            **ENVIRONMENT_SPEC,
             command=dict(type="list", elements="str", required=True),
             replicable=dict(type="bool", default=False),
             port=dict(type="int"),
@@ -192,7 +178,9 @@ def main() -> None:
             % (p["name"], replicas)
         )
     try:
-        runtime = get_runtime(p["runtime"], p["state_dir"], p["env"])
+        runtime = get_runtime(
+            p["runtime"], p["state_dir"], p["env"], p["runtime_options"]
+        )
         change = runtime.define(definition, module.check_mode)
         change.merge(
             runtime.converge(

@@ -12,19 +12,6 @@ description:
     instances run, and probes each instance with the service's health check.
   - Changes nothing.
 options:
-  state_dir:
-    description: The environment's state folder.
-    type: path
-    required: true
-  env:
-    description: Name of the environment.
-    type: str
-    required: true
-  runtime:
-    description: How the environment runs services.
-    type: str
-    choices: [process, compose, swarm]
-    default: process
   url:
     description: The environment's public address (nginx), reported as is.
     type: str
@@ -34,6 +21,8 @@ options:
     type: list
     elements: str
     default: [postgres, pgbouncer, redis, api, nginx]
+extends_documentation_fragment:
+  - nself_environment
 attributes:
   check_mode:
     support: full
@@ -76,6 +65,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nself.health import check
 from ansible.module_utils.nself.runtime import (
+    ENVIRONMENT_SPEC,
     RuntimeFailure,
     defined_services,
     get_runtime,
@@ -121,11 +111,7 @@ def service_status(runtime, state_dir: str, name: str) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state_dir=dict(type="path", required=True),
-            env=dict(type="str", required=True),
-            runtime=dict(
-                type="str", choices=["process", "compose", "swarm"], default="process"
-            ),
+            **ENVIRONMENT_SPEC,
             url=dict(type="str", required=True),
             services=dict(
                 type="list",
@@ -148,7 +134,9 @@ def main() -> None:
         services=[],
     )
     try:
-        runtime = get_runtime(p["runtime"], p["state_dir"], p["env"])
+        runtime = get_runtime(
+            p["runtime"], p["state_dir"], p["env"], p["runtime_options"]
+        )
         status["services"] = [service_status(runtime, p["state_dir"], n) for n in names]
     except (RuntimeFailure, SupervisorError) as exc:
         module.fail_json(msg="reading the status of %s: %s" % (p["env"], exc))

@@ -15,6 +15,7 @@ def read(env: str) -> dict:
             "state_dir": "{{ nself_state_dir }}",
             "env": "{{ nself_env }}",
             "runtime": "{{ nself_runtime }}",
+            "runtime_options": "{{ nself_runtime_options | default({}) }}",
             "url": "http://{{ nself_bind_address }}:{{ nself_ports.nginx }}",
         },
     )

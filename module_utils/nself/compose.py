@@ -26,6 +26,7 @@ import time
 
 import yaml
 from ansible.module_utils.nself.docker_engine import (
+    DeployRuntime,
     check_resources,
     connect,
     containers_usage,
@@ -35,7 +36,6 @@ from ansible.module_utils.nself.docker_engine import (
 from ansible.module_utils.nself.runtime import (
     Change,
     Instance,
-    Runtime,
     RuntimeFailure,
     ServiceDefinition,
     load_definition,
@@ -75,7 +75,7 @@ def _number(container) -> int:
         return 0
 
 
-class ComposeRuntime(Runtime):
+class ComposeRuntime(DeployRuntime):
     """Services as containers of one Compose project; replicas as Compose's scale."""
 
     name = "compose"
@@ -307,30 +307,6 @@ class ComposeRuntime(Runtime):
         return None
 
     # -- converging ----------------------------------------------------------------
-
-    def converge(
-        self, service, replicas, check, wait_timeout=60.0, definition=None
-    ) -> Change:
-        return self._apply(
-            service, check, wait_timeout, definition, replicas=replicas, mode="exact"
-        )
-
-    def grow(
-        self, service, replicas, check, wait_timeout=60.0, definition=None
-    ) -> Change:
-        return self._apply(
-            service, check, wait_timeout, definition, replicas=replicas, mode="grow"
-        )
-
-    def shrink(self, service, replicas, check, definition=None) -> Change:
-        return self._apply(
-            service, check, 60.0, definition, replicas=replicas, mode="shrink"
-        )
-
-    def set_resources(self, service, resources, check, wait_timeout=60.0) -> Change:
-        return self._apply(
-            service, check, wait_timeout, None, resources=resources, mode="exact"
-        )
 
     def _apply(
         self,

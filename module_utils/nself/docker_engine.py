@@ -13,7 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.nself import scaling
-from ansible.module_utils.nself.runtime import RuntimeFailure
+from ansible.module_utils.nself.runtime import Change, Runtime, RuntimeFailure
 from ansible.module_utils.nself.scaling import (
     format_cpus,
     format_memory,
@@ -204,3 +204,40 @@ def containers_usage(client, names: list[str]) -> dict[str, dict]:
         name, error = sorted(errors.items())[0]
         raise RuntimeFailure("read the usage of %s from the engine: %s" % (name, error))
     return results
+
+
+class DeployRuntime(Runtime):
+    """A runtime that applies a whole `deploy:` section at once (Compose, Swarm).
+
+    Each scaling step is the same call with a different mode; subclasses implement
+    `_apply(service, check, wait_timeout, definition, *, replicas, resources, mode)`,
+    where mode is "grow" (start what is missing, stop nothing), "shrink" (stop what is
+    beyond the count) or "exact" (both).
+    """
+
+    def converge(
+        self, service, replicas, check, wait_timeout=60.0, definition=None
+    ) -> Change:
+        return self._apply(
+            service, check, wait_timeout, definition, replicas=replicas, mode="exact"
+        )
+
+    def grow(
+        self, service, replicas, check, wait_timeout=60.0, definition=None
+    ) -> Change:
+        return self._apply(
+            service, check, wait_timeout, definition, replicas=replicas, mode="grow"
+        )
+
+    def shrink(self, service, replicas, check, definition=None) -> Change:
+        return self._apply(
+            service, check, 60.0, definition, replicas=replicas, mode="shrink"
+        )
+
+    def set_resources(self, service, resources, check, wait_timeout=60.0) -> Change:
+        return self._apply(
+            service, check, wait_timeout, None, resources=resources, mode="exact"
+        )
+
+    def _apply(self, service, check, wait_timeout, definition, **what) -> Change:
+        raise NotImplementedError

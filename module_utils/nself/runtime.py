@@ -14,6 +14,15 @@ from dataclasses import asdict, dataclass, field
 
 RUNTIMES = ("process", "compose", "swarm")
 
+# The options of every module that acts on an environment (documented once, in the
+# nself_environment documentation fragment).
+ENVIRONMENT_SPEC = dict(
+    state_dir=dict(type="path", required=True),
+    env=dict(type="str", required=True),
+    runtime=dict(type="str", choices=list(RUNTIMES), default="process"),
+    runtime_options=dict(type="dict", default={}),
+)
+
 
 class RuntimeFailure(Exception):
     """A runtime could not do what it was asked; the message says what and why."""

@@ -20,6 +20,7 @@ import time
 
 import yaml
 from ansible.module_utils.nself.docker_engine import (
+    DeployRuntime,
     check_resources,
     connect,
     containers_usage,
@@ -29,7 +30,6 @@ from ansible.module_utils.nself.docker_engine import (
 from ansible.module_utils.nself.runtime import (
     Change,
     Instance,
-    Runtime,
     RuntimeFailure,
     ServiceDefinition,
     load_definition,
@@ -110,7 +110,7 @@ def _deploy_text(deploy: dict) -> str:
     return yaml.safe_dump({"deploy": shown}, default_flow_style=False, sort_keys=False)
 
 
-class SwarmRuntime(Runtime):
+class SwarmRuntime(DeployRuntime):
     """Services as Swarm services; replicas as the swarm's tasks."""
 
     name = "swarm"
@@ -196,30 +196,6 @@ class SwarmRuntime(Runtime):
         return None
 
     # -- converging ----------------------------------------------------------------
-
-    def converge(
-        self, service, replicas, check, wait_timeout=60.0, definition=None
-    ) -> Change:
-        return self._apply(
-            service, check, wait_timeout, definition, replicas=replicas, mode="exact"
-        )
-
-    def grow(
-        self, service, replicas, check, wait_timeout=60.0, definition=None
-    ) -> Change:
-        return self._apply(
-            service, check, wait_timeout, definition, replicas=replicas, mode="grow"
-        )
-
-    def shrink(self, service, replicas, check, definition=None) -> Change:
-        return self._apply(
-            service, check, 60.0, definition, replicas=replicas, mode="shrink"
-        )
-
-    def set_resources(self, service, resources, check, wait_timeout=60.0) -> Change:
-        return self._apply(
-            service, check, wait_timeout, None, resources=resources, mode="exact"
-        )
 
     def _apply(
         self,
