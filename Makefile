@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PY_SOURCES := tasks.py nself_ops library module_utils sample_api tests benchmarks scripts
+PY_SOURCES := tasks.py nself_ops library module_utils doc_fragments sample_api tests benchmarks scripts
 
 .PHONY: setup system-packages venv demo test lint unit integration bench clean
 

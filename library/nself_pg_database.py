@@ -28,22 +28,8 @@ options:
     type: list
     elements: str
     default: []
-  login_host:
-    description: Host of the server.
-    type: str
-    default: 127.0.0.1
-  login_port:
-    description: Port of the server.
-    type: int
-    required: true
-  login_user:
-    description: Superuser to connect as.
-    type: str
-    default: postgres
-  login_password:
-    description: Password of I(login_user).
-    type: str
-    required: true
+extends_documentation_fragment:
+  - nself_postgres_login
 attributes:
   check_mode:
     support: full

@@ -33,22 +33,8 @@ options:
     description: Seconds to wait for a restarted server.
     type: int
     default: 60
-  login_host:
-    description: Host of the server.
-    type: str
-    default: 127.0.0.1
-  login_port:
-    description: Port of the server.
-    type: int
-    required: true
-  login_user:
-    description: Superuser to connect as.
-    type: str
-    default: postgres
-  login_password:
-    description: Password of I(login_user).
-    type: str
-    required: true
+extends_documentation_fragment:
+  - nself_postgres_login
 attributes:
   check_mode:
     support: full

@@ -22,22 +22,8 @@ options:
     description: The SQL file, on the target.
     type: path
     required: true
-  login_host:
-    description: Host of the server.
-    type: str
-    default: 127.0.0.1
-  login_port:
-    description: Port of the server.
-    type: int
-    required: true
-  login_user:
-    description: Account to connect as.
-    type: str
-    default: postgres
-  login_password:
-    description: Password of I(login_user).
-    type: str
-    required: true
+extends_documentation_fragment:
+  - nself_postgres_login
 attributes:
   check_mode:
     support: full
