@@ -407,15 +407,28 @@ def _scale_service(service: str) -> str:
     return _choice("service", service, SERVICES)
 
 
-@task(
-    positional=["service"],
-    help={
+def _replicas(playbook: str, service: str, replicas, env, dry_run: bool) -> None:
+    _play(
+        _env(env),
+        playbook,
+        {
+            "scale_service": _scale_service(service),
+            "scale_replicas": _whole("replicas", replicas),
+        },
+        dry_run=dry_run,
+    )
+
+
+def _replicas_help(default: str) -> dict:
+    return {
         "service": SCALE_SERVICE_HELP,
-        "replicas": "Replica count wanted; default one more.",
+        "replicas": "Replica count wanted; default %s." % default,
         "env": ENV_HELP,
         "dry_run": DRY_RUN_HELP,
-    },
-)
+    }
+
+
+@task(positional=["service"], help=_replicas_help("one more"))
 def scale_out(
     c,
     service: str,
@@ -424,24 +437,10 @@ def scale_out(
     dry_run: bool = False,
 ) -> None:
     """Add replicas of a service behind the load balancer, without downtime."""
-    replicas = _whole("replicas", replicas)
-    _play(
-        _env(env),
-        "scale-out",
-        {"scale_service": _scale_service(service), "scale_replicas": replicas},
-        dry_run=dry_run,
-    )
+    _replicas("scale-out", service, replicas, env, dry_run)
 
 
-@task(
-    positional=["service"],
-    help={
-        "service": SCALE_SERVICE_HELP,
-        "replicas": "Replica count wanted; default one fewer.",
-        "env": ENV_HELP,
-        "dry_run": DRY_RUN_HELP,
-    },
-)
+@task(positional=["service"], help=_replicas_help("one fewer"))
 def scale_in(
     c,
     service: str,
@@ -450,13 +449,7 @@ def scale_in(
     dry_run: bool = False,
 ) -> None:
     """Remove replicas of a service, draining each before it stops."""
-    replicas = _whole("replicas", replicas)
-    _play(
-        _env(env),
-        "scale-in",
-        {"scale_service": _scale_service(service), "scale_replicas": replicas},
-        dry_run=dry_run,
-    )
+    _replicas("scale-in", service, replicas, env, dry_run)
 
 
 def _resources(service, memory, cpu) -> dict:

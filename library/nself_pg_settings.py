@@ -68,11 +68,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nself.postgres import CONNECTION_SPEC, connect
-from ansible.module_utils.nself.supervisor import (
-    ALIVE_STATES,
-    Supervisor,
-    SupervisorError,
-)
+from ansible.module_utils.nself.supervisor import Supervisor, SupervisorError
 
 
 def main() -> None:
@@ -88,12 +84,7 @@ def main() -> None:
     )
     p = module.params
     sup = Supervisor(p["state_dir"])
-    info = sup.processes().get(p["program"])
-    if (
-        not info
-        or info["statename"] not in ALIVE_STATES
-        or sup.started_after(p["program"], p["config"])
-    ):
+    if not sup.runs_older_than(p["program"], p["config"]):
         module.exit_json(changed=False, reloaded=False, restarted_for=[])
     if module.check_mode:
         module.exit_json(changed=True, reloaded=True, restarted_for=[])

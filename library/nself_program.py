@@ -62,11 +62,7 @@ was_running:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nself.supervisor import (
-    ALIVE_STATES,
-    Supervisor,
-    SupervisorError,
-)
+from ansible.module_utils.nself.supervisor import Supervisor, SupervisorError
 
 
 def main() -> None:
@@ -86,10 +82,7 @@ def main() -> None:
     )
     p = module.params
     sup = Supervisor(p["state_dir"])
-    info = sup.processes().get(p["name"])
-    running = bool(info) and info["statename"] in ALIVE_STATES
-    if running and sup.started_after(p["name"], p["config"]):
-        running = False
+    running = sup.runs_older_than(p["name"], p["config"])
     if not running or module.check_mode:
         module.exit_json(changed=running, was_running=running)
     try:

@@ -205,18 +205,21 @@ class Supervisor:
     def signal(self, program: str, signal_name: str) -> None:
         self.call("signalProcess", program, signal_name)
 
-    def started_after(self, program: str, paths: list[str]) -> bool:
-        """Whether a running program started after all of `paths` last changed."""
+    def runs_older_than(self, program: str, paths: list[str]) -> bool:
+        """Whether a program runs and started before one of `paths` last changed, so
+        it has yet to read them. With no paths, whether it runs."""
         info = self.processes().get(program)
-        if not paths or not info or info["statename"] not in ALIVE_STATES:
+        if not info or info["statename"] not in ALIVE_STATES:
             return False
+        if not paths:
+            return True
         try:
             newest = max(os.stat(path).st_mtime for path in paths)
         except OSError:
-            return False
+            return True
         # supervisor reports whole seconds; a file written in the same second as the
         # start is treated as newer, so the change is applied rather than missed.
-        return info["start"] > newest
+        return info["start"] <= newest
 
     def log_path(self, program: str) -> str:
         return os.path.join(self.log_dir, program + ".log")
