@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from nself_ops.bench import load, scenario
+from nself_ops.bench import load, scenario, stats
 from nself_ops.bench.errors import BenchInputError
 
 WEIGHTED = """\
@@ -54,6 +54,7 @@ def test_users_ramp_up_linearly(delay_server):
     # 10 users, each doing one 20 ms request after another, started one by
     # one over 2 s: throughput climbs from ~50 to ~500 req/s, then holds.
     delay_server.delay_s = 0.020
+    delay_server.applied_ms()
     sc = scenario.parse(WEIGHTED.replace("{id}", "1"), "ramp.yaml")
     out = load.bench_load(
         delay_server.url,
@@ -72,7 +73,10 @@ def test_users_ramp_up_linearly(delay_server):
     # the ramp (one step of noise allowed).
     ramp = [s["rps"] for s in samples if s["t"] < 2.0]
     assert all(b > a for a, b in zip(ramp, ramp[2:], strict=False))
-    assert out["summary"]["steps"][0]["p50_ms"] == pytest.approx(20, abs=2)
+    # The step's median is judged against the delay the server really applied:
+    # the VM's stalls stretch its 20 ms sleeps now and then.
+    applied = stats.percentile(delay_server.applied_ms(), 50)
+    assert out["summary"]["steps"][0]["p50_ms"] == pytest.approx(applied, abs=1.5)
 
 
 def test_scenario_step_errors_are_counted_per_step(nginx):
