@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -18,12 +17,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nself_ops import PROJECT_DIR
+
+from . import project_path
 from .errors import BenchInputError
 
 log = logging.getLogger("nself.bench")
 
-DEFAULT_RESULTS_PATH = "./bench/results"
-DEFAULT_BASELINE_PATH = "./bench/baseline"
+DEFAULT_RESULTS_PATH = "bench/results"
+DEFAULT_BASELINE_PATH = "bench/baseline"
 KINDS = ("api", "db", "load")
 FORMAT = 1
 
@@ -31,17 +33,22 @@ _NAME = re.compile(r"^(\d{8}T\d{6}\d{6}Z)-(api|db|load)-([A-Za-z0-9_-]+)\.json$"
 
 
 def results_dir() -> Path:
-    """BENCH_RESULTS_PATH, or ``./bench/results``."""
-    return Path(os.environ.get("BENCH_RESULTS_PATH") or DEFAULT_RESULTS_PATH)
+    """BENCH_RESULTS_PATH, or ``bench/results``, relative to the project folder."""
+    return project_path("BENCH_RESULTS_PATH", DEFAULT_RESULTS_PATH)
 
 
 def baseline_dir() -> Path:
-    """BENCH_BASELINE_PATH, or ``./bench/baseline``."""
-    return Path(os.environ.get("BENCH_BASELINE_PATH") or DEFAULT_BASELINE_PATH)
+    """BENCH_BASELINE_PATH, or ``bench/baseline``, relative to the project folder."""
+    return project_path("BENCH_BASELINE_PATH", DEFAULT_BASELINE_PATH)
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The checked-out commit, with ``-dirty`` when tracked files changed."""
+    """The project's checked-out commit, with ``-dirty`` when tracked files changed.
+
+    ``cwd`` defaults to the project folder: the commit is that of the code that
+    ran, whatever the current directory.
+    """
+    cwd = PROJECT_DIR if cwd is None else cwd
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"],

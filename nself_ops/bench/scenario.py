@@ -22,7 +22,6 @@ file, the line and the field.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -33,10 +32,11 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from . import project_path
 from .engine import METHODS, HttpRequest, Step
 from .errors import BenchInputError, ScenarioError
 
-DEFAULT_SCENARIOS_PATH = "./bench/scenarios"
+DEFAULT_SCENARIOS_PATH = "bench/scenarios"
 
 TOP_KEYS = ("name", "description", "steps", "settings")
 STEP_KEYS = ("name", "endpoint", "weight", "body", "headers")
@@ -91,8 +91,8 @@ class Scenario:
 
 
 def scenarios_dir() -> Path:
-    """BENCH_SCENARIOS_PATH, or ``./bench/scenarios``."""
-    return Path(os.environ.get("BENCH_SCENARIOS_PATH") or DEFAULT_SCENARIOS_PATH)
+    """BENCH_SCENARIOS_PATH, or ``bench/scenarios``, relative to the project folder."""
+    return project_path("BENCH_SCENARIOS_PATH", DEFAULT_SCENARIOS_PATH)
 
 
 def available(directory: Path | None = None) -> list[str]:
