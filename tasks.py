@@ -157,7 +157,29 @@ def _bench_print(outcome, format: str) -> None:  # noqa: A002
 
 def _bench_positive(name: str, value: float) -> None:
     if value <= 0:
-        raise Exit("Error: --%s must be greater than 0, got %s" % (name, value), code=2)
+        raise Exit("Error: --%s must be greater than 0, got %g" % (name, value), code=2)
+
+
+def _bench_number(name: str, value, *, whole: bool = False, zero: bool = False):
+    """A flag with no default (Invoke passes its text): None, or a checked number.
+
+    Whole numbers must be greater than 0; other numbers greater than 0, or at least 0
+    with ``zero``. A bad value is refused naming the flag, the value and the range.
+    """
+    if value is None:
+        return None
+    if whole:
+        wanted = "a whole number greater than 0"
+    else:
+        wanted = "a number of at least 0" if zero else "a number greater than 0"
+    try:
+        number = int(value) if whole else float(value)
+    except ValueError:
+        number = None
+    # Not finite (nan, inf) fails both comparisons.
+    if number is None or not 0 <= number < float("inf") or (number == 0 and not zero):
+        raise Exit("Error: --%s must be %s, got %s" % (name, wanted, value), code=2)
+    return number
 
 
 @task(
@@ -178,8 +200,8 @@ def bench_api(  # noqa: PLR0917 - each parameter is a command-line flag
     endpoint: str = "",
     env: str | None = None,
     concurrent: int = 100,
-    duration: float = 60,
-    rate: float = 0,
+    duration: float = 60.0,
+    rate: float = 0.0,
     format: str = "table",  # noqa: A002
 ) -> None:
     """Benchmark the API: RPS, avg, P95, P99 and errors per endpoint, and totals."""
@@ -191,7 +213,7 @@ def bench_api(  # noqa: PLR0917 - each parameter is a command-line flag
     _bench_positive("concurrent", concurrent)
     _bench_positive("duration", duration)
     if rate < 0:
-        raise Exit("Error: --rate must be greater than 0, got %s" % rate, code=2)
+        raise Exit("Error: --rate must be greater than 0, got %g" % rate, code=2)
     where = _bench_call(env, bench_target.read, env)
     known = [
         e if isinstance(e, str) else e.get("endpoint", "") for e in where.endpoints
@@ -286,9 +308,11 @@ def bench_db(  # noqa: PLR0917 - each parameter is a command-line flag
     help={
         "env": ENV_HELP,
         "scenario": "Scenario name: a YAML file in BENCH_SCENARIOS_PATH.",
-        "users": "Virtual users; default: the scenario's settings.users.",
-        "duration": "Seconds to run, ramp-up included; default: the scenario's.",
-        "ramp_up": "Seconds over which users start, linearly; default: the scenario's.",
+        "users": "Virtual users (at least 1); default: the scenario's settings.users.",
+        "duration": "Seconds to run (above 0), ramp-up included; default: the "
+        "scenario's.",
+        "ramp_up": "Seconds over which users start, linearly (0 or more, shorter than "
+        "the duration); default: the scenario's.",
         "progress": "Draw the progress bar even when stderr is not a terminal.",
         "format": BENCH_FORMAT_HELP,
     }
@@ -297,9 +321,9 @@ def bench_load(  # noqa: PLR0917 - each parameter is a command-line flag
     c,
     env: str | None = None,
     scenario: str = "checkout",
-    users: int = 0,
-    duration: float = 0,
-    ramp_up: float = -1,
+    users: int | None = None,
+    duration: float | None = None,
+    ramp_up: float | None = None,
     progress: bool = False,
     format: str = "table",  # noqa: A002
 ) -> None:
@@ -310,17 +334,26 @@ def bench_load(  # noqa: PLR0917 - each parameter is a command-line flag
 
     env = _env(env)
     _choice("format", format, ("table", "json"))
-    if users < 0:
-        raise Exit("Error: --users must be greater than 0, got %d" % users, code=2)
-    if duration < 0:
-        raise Exit(
-            "Error: --duration must be greater than 0, got %s" % duration, code=2
-        )
-    if ramp_up < -1 or -1 < ramp_up < 0:
-        raise Exit("Error: --ramp-up must be at least 0, got %s" % ramp_up, code=2)
+    users = _bench_number("users", users, whole=True)
+    duration = _bench_number("duration", duration)
+    ramp_up = _bench_number("ramp-up", ramp_up, zero=True)
     # Check the scenario before touching the environment, so a typo costs nothing.
     sc = _bench_call(env, bench_scenario.find, scenario)
-    _bench_call(env, bench_scenario.load, sc)
+    plan = _bench_call(env, bench_scenario.load, sc)
+    span = plan.duration if duration is None else duration
+    ramp = plan.ramp_up if ramp_up is None else ramp_up
+    if ramp >= span:
+        raise Exit(
+            "Error: --ramp-up must be at least 0 and shorter than the duration, got "
+            "ramp-up %gs%s and duration %gs%s"
+            % (
+                ramp,
+                " (the scenario's)" if ramp_up is None else "",
+                span,
+                " (the scenario's)" if duration is None else "",
+            ),
+            code=2,
+        )
     where = _bench_call(env, bench_target.read, env)
     fill = _bench_call(env, bench_target.fetch_fill, where)
     outcome = _bench_call(
@@ -330,9 +363,9 @@ def bench_load(  # noqa: PLR0917 - each parameter is a command-line flag
         where.url,
         scenario,
         fill=fill,
-        users=users or None,
-        duration=duration or None,
-        ramp_up=None if ramp_up == -1 else ramp_up,
+        users=users,
+        duration=duration,
+        ramp_up=ramp_up,
         progress=True if progress else None,
     )
     _bench_print(outcome, format)

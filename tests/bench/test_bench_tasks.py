@@ -56,7 +56,6 @@ def bench_dirs(tmp_path, monkeypatch):
         (["bench-db", "--via", "proxy"], "unknown via 'proxy'"),
         (["bench-db", "--clients", "0"], "--clients must be greater than 0, got 0"),
         (["bench-load", "--scenario", "nope"], "unknown scenario 'nope'"),
-        (["bench-load", "--users", "-5"], "--users must be greater than 0, got -5"),
         (["bench-compare", "--with", "yesterday"], "unknown comparison 'yesterday'"),
         (["bench-compare"], "no api benchmark runs of environment 'local'"),
         (["bench-baseline-save"], "to save as baseline"),
