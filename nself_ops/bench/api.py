@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from . import engine
 from .engine import HttpRequest
-from .errors import BenchInputError, TargetDownError
+from .errors import BenchInputError, TargetDownError, UnknownEndpointError
 
 log = logging.getLogger("nself.bench")
 
@@ -60,8 +60,8 @@ def preflight(
     """Send one request before loading an endpoint; return its status.
 
     Raises ``TargetDownError`` when nothing answers (refused, unreachable or
-    silent) and ``BenchInputError`` when the server says the endpoint does not
-    exist (404 or 405), so a typo is not measured as a fast error page.
+    silent) and ``UnknownEndpointError`` when the server says the endpoint does
+    not exist (404 or 405), so a typo is not measured as a fast error page.
     """
     parts = urlsplit(base_url)
     host = parts.hostname or ""
@@ -96,8 +96,10 @@ def preflight(
         conn.close()
     if status in (404, 405):
         hint = f"; known endpoints: {', '.join(known)}" if known else ""
-        raise BenchInputError(
-            f"unknown endpoint {request.label}: the server answers {status}{hint}"
+        raise UnknownEndpointError(
+            f"unknown endpoint {request.label}: the server answers {status}{hint}",
+            request.label,
+            status,
         )
     return status
 

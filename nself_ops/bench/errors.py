@@ -23,6 +23,15 @@ class ScenarioError(BenchInputError):
         super().__init__(f"{where}: {field}: {problem}")
 
 
+class UnknownEndpointError(BenchInputError):
+    """The server says an endpoint does not exist (it answers 404 or 405)."""
+
+    def __init__(self, message: str, label: str, status: int) -> None:
+        self.label = label
+        self.status = status
+        super().__init__(message)
+
+
 class TargetDownError(BenchError):
     """The service to load does not answer at all (the environment is down)."""
 

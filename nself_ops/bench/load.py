@@ -7,8 +7,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from . import engine, scenario
-from .errors import BenchInputError
+from . import api, engine, scenario
+from .errors import BenchInputError, ScenarioError, UnknownEndpointError
 
 log = logging.getLogger("nself.bench")
 
@@ -117,6 +117,30 @@ def summarise(
     }
 
 
+def check_endpoints(
+    base_url: str, sc: scenario.Scenario, steps: Sequence[engine.Step]
+) -> None:
+    """Send one request of each step before the load starts.
+
+    A server that does not answer is a ``TargetDownError`` (the environment is
+    down); a step whose path the server does not know (404 or 405) is a
+    ``ScenarioError`` on the line of the step's ``endpoint``, so a typo in the
+    file is not measured as a fast error page.
+    """
+    for written, built in zip(sc.steps, steps, strict=True):
+        probe = built.requests[-1]
+        try:
+            api.preflight(base_url, probe)
+        except UnknownEndpointError as exc:
+            raise ScenarioError(
+                sc.path,
+                written.endpoint_line or written.line,
+                f"steps[{written.index}].endpoint",
+                f"the server answers {exc.status} to {probe.label} "
+                f"(from {written.endpoint!r}): no such endpoint",
+            ) from None
+
+
 def bench_load(
     base_url: str,
     sc: scenario.Scenario,
@@ -146,6 +170,7 @@ def bench_load(
             f"({duration:g}s), got {ramp_up:g}"
         )
     steps = scenario.build_steps(sc, fill, seed=seed)
+    check_endpoints(base_url, sc, steps)
     bar = (
         progress
         if isinstance(progress, ProgressBar)

@@ -62,6 +62,7 @@ class ScenarioStep:
     headers: Mapping[str, str] = field(default_factory=dict)
     line: int | None = None
     index: int = 0
+    endpoint_line: int | None = None
 
     @property
     def endpoint(self) -> str:
@@ -320,6 +321,7 @@ def _parse_step(path: str, raw_steps: Any, i: int) -> ScenarioStep:
         headers={str(k): str(v) for k, v in headers.items()},
         line=line,
         index=i,
+        endpoint_line=eline,
     )
 
 

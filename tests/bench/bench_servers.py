@@ -66,6 +66,10 @@ http {{
         location = /healthz {{ return 200 "ok\\n"; }}
         location = /fail {{ return 503 "unavailable\\n"; }}
         location = /missing {{ return 404 "no such thing\\n"; }}
+        location = /readonly {{
+            if ($request_method != GET) {{ return 405; }}
+            return 200 "ok\\n";
+        }}
         # A known delay: the upstream never answers, nginx gives up after
         # exactly 50 ms and answers 200 instead of 504.
         location = /delay50 {{
@@ -81,8 +85,8 @@ http {{
 
 
 class Nginx:
-    """nginx in a temporary folder, serving /healthz, /fail (503), / (200) and
-    /delay50 (200 after 50 ms)."""
+    """nginx in a temporary folder, serving /healthz, /fail (503), /missing (404),
+    /readonly (405 to all but GET), / (200) and /delay50 (200 after 50 ms)."""
 
     def __init__(self) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from bench_servers import closed_port_url
 
 from nself_ops.bench import load, scenario, stats
-from nself_ops.bench.errors import BenchInputError
+from nself_ops.bench.errors import BenchInputError, ScenarioError, TargetDownError
 
 WEIGHTED = """\
 name: Weighted
@@ -128,3 +129,32 @@ def test_bad_load_options_are_refused(nginx, kwargs, match):
     sc = scenario.parse(WEIGHTED.replace("{id}", "1"), "bad.yaml")
     with pytest.raises(BenchInputError, match=match):
         load.bench_load(nginx.url, sc, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "index", "status"),
+    [
+        ("GET /b/{id}", "GET /missing", 7, 1, 404),
+        ("POST /c", "POST /readonly", 10, 2, 405),
+    ],
+)
+def test_a_step_the_server_does_not_know_names_file_line_and_endpoint(
+    nginx, old, new, line, index, status
+):
+    sc = scenario.parse(WEIGHTED.replace(old, new), "typo.yaml")
+    with pytest.raises(ScenarioError) as caught:
+        load.bench_load(nginx.url, sc, fill={"id": [1]}, duration=1)
+    err = caught.value
+    assert (err.path, err.line, err.field) == (
+        "typo.yaml",
+        line,
+        f"steps[{index}].endpoint",
+    )
+    assert f"the server answers {status}" in str(err)
+    assert str(err).startswith(f"typo.yaml:{line}: steps[{index}].endpoint: ")
+
+
+def test_a_scenario_against_a_target_that_is_down_says_it_is_down():
+    sc = scenario.parse(WEIGHTED, "down.yaml")
+    with pytest.raises(TargetDownError, match="connection refused.*environment up"):
+        load.bench_load(closed_port_url(), sc, fill={"id": [1]}, duration=1)
