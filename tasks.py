@@ -402,7 +402,11 @@ def bench_compare(  # noqa: PLR0917 - each parameter is a command-line flag
     threshold: float = 10.0,
     format: str = "table",  # noqa: A002
 ) -> None:
-    """Compare the latest benchmark with the baseline; exit 1 on a regression."""
+    """Compare the latest benchmark with the baseline; exit 1 on a regression.
+
+    Exits 3 when no row could be judged (too few samples, or runs that loaded the
+    server differently), so CI does not take "nothing compared" for a pass.
+    """
     from nself_ops.bench import commands
 
     env = _env(env)
@@ -414,8 +418,15 @@ def bench_compare(  # noqa: PLR0917 - each parameter is a command-line flag
         env, commands.run_compare, env, with_=with_, kind=kind, threshold_pct=threshold
     )
     _bench_print(outcome, format)
+    if format == "json":
+        for warning in outcome.summary["warnings"]:
+            print("Warning: %s" % warning, file=sys.stderr)
     if outcome.summary["regression"]:
         raise Exit(code=1)
+    if not outcome.summary["judged"]:
+        if format == "json":
+            print(outcome.summary["conclusion"], file=sys.stderr)
+        raise Exit(code=3)
 
 
 # -- scale ---------------------------------------------------------------------------

@@ -5,6 +5,11 @@ with a Mann–Whitney U test, not on two means: a change counts only when the
 two sets of samples differ significantly *and* the medians moved by more than
 the threshold. That keeps run-to-run noise of one build from failing CI while
 a real slowdown still does.
+
+Two runs are comparable only when they loaded the server the same way: the
+same concurrency and the same mode (closed loop, or the same fixed rate).
+When those differ every row is ``not comparable``; a series only one of the
+runs has is ``not comparable`` too. Each such difference is a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ DEFAULT_THRESHOLD_PCT = 10.0
 DEFAULT_ALPHA = 0.01
 MIN_SAMPLES = 3
 WITH_CHOICES = ("last", "baseline")
+
+#: Exit code of bench-compare when no row could be judged at all.
+EXIT_NOT_JUDGED = 3
+
+#: Verdicts that are a judgement (the rest say why there is none).
+JUDGED = ("regression", "improved", "no change", "not significant")
+NOT_COMPARABLE = "not comparable"
 
 #: metric → (sample key, whether higher is better)
 METRICS = {"throughput_rps": ("rps", True), "latency_avg_ms": ("avg_ms", False)}
@@ -72,6 +84,85 @@ def judge(
     }
 
 
+def load_settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    """How a run loaded the server: the settings two runs must share.
+
+    ``concurrency`` (connections, virtual users or pgbench clients) and
+    ``mode``; for scenarios the scenario, for pgbench the workload's path.
+    """
+    params = record.get("parameters") or {}
+    kind = record.get("kind")
+    if kind == "api":
+        rate = params.get("rate")
+        return {
+            "concurrency": params.get("concurrency"),
+            "mode": f"rate {rate:g} req/s" if rate else "closed",
+        }
+    if kind == "load":
+        return {
+            "concurrency": params.get("users"),
+            "mode": "closed",
+            "scenario": params.get("scenario"),
+        }
+    if kind == "db":
+        via = params.get("via") or "direct"
+        return {
+            "concurrency": params.get("clients"),
+            "mode": via
+            + (", new connection per transaction" if params.get("connect") else ""),
+        }
+    return {}
+
+
+def _shown(value: Any) -> str:
+    return "unknown" if value is None else str(value)
+
+
+def differences(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> tuple[list[str], bool]:
+    """Warnings about how the two runs differ, and whether that rules out a verdict.
+
+    Different concurrency or mode make every row not comparable; series that
+    only one run has are named (their rows are not comparable either).
+    """
+    warnings = []
+    old, new = load_settings(before), load_settings(after)
+    for key in dict.fromkeys([*old, *new]):
+        if old.get(key) != new.get(key):
+            warnings.append(
+                f"the runs differ in {key}: {_shown(old.get(key))} before, "
+                f"{_shown(new.get(key))} after; they are not comparable"
+            )
+    run_wide = bool(warnings)
+    names_before = [s["name"] for s in before.get("series", [])]
+    names_after = [s["name"] for s in after.get("series", [])]
+    only_before = [n for n in names_before if n not in names_after]
+    only_after = [n for n in names_after if n not in names_before]
+    if only_before:
+        warnings.append(
+            "only the run before has " + ", ".join(only_before) + ": not comparable"
+        )
+    if only_after:
+        warnings.append(
+            "only the run after has " + ", ".join(only_after) + ": not comparable"
+        )
+    return warnings, run_wide
+
+
+def _not_comparable(name: str, metric: str, samples: list[int]) -> dict[str, Any]:
+    return {
+        "before": None,
+        "after": None,
+        "delta_pct": None,
+        "p_value": None,
+        "verdict": NOT_COMPARABLE,
+        "endpoint": name,
+        "metric": metric,
+        "samples": samples,
+    }
+
+
 def _label(record: Mapping[str, Any], path: Path) -> str:
     commit = (record.get("git_commit") or "unknown commit")[:12]
     return f"{path.name} ({record.get('created_at', '?')}, {commit})"
@@ -84,20 +175,33 @@ def compare_records(
     threshold_pct: float = DEFAULT_THRESHOLD_PCT,
     alpha: float = DEFAULT_ALPHA,
 ) -> list[dict[str, Any]]:
-    """Rows per series and metric present in both runs."""
+    """Rows per series and metric: judged where the runs are comparable.
+
+    A series only one run has gives one ``not comparable`` row; when the runs'
+    concurrency or mode differ, every row is ``not comparable``.
+    """
     if not 0 < alpha < 1:
         raise BenchInputError(f"significance level must be within 0 and 1, got {alpha}")
     if threshold_pct <= 0:
         raise BenchInputError(f"threshold must be above 0%, got {threshold_pct}")
+    _warnings, run_wide = differences(before, after)
     old = {s["name"]: s for s in before["series"]}
+    new = {s["name"] for s in after["series"]}
     rows = []
     for series in after["series"]:
         if series["name"] not in old:
+            rows.append(
+                _not_comparable(series["name"], "-", [0, len(series["samples"])])
+            )
             continue
         for metric, (key, higher) in METRICS.items():
             b = _values(old[series["name"]]["samples"], key)
             a = _values(series["samples"], key)
-            if not b and not a:
+            # Throughput is always measured; latency only where samples carry it.
+            if not b and not a and key != "rps":
+                continue
+            if run_wide:
+                rows.append(_not_comparable(series["name"], metric, [len(b), len(a)]))
                 continue
             row = judge(
                 b, a, higher_is_better=higher, threshold_pct=threshold_pct, alpha=alpha
@@ -106,6 +210,11 @@ def compare_records(
             row["metric"] = metric
             row["samples"] = [len(b), len(a)]
             rows.append(row)
+    for series in before["series"]:
+        if series["name"] not in new:
+            rows.append(
+                _not_comparable(series["name"], "-", [len(series["samples"]), 0])
+            )
     return rows
 
 
@@ -121,8 +230,10 @@ def compare(
 ) -> dict[str, Any]:
     """Compare the latest ``kind`` run in ``env`` with the previous one or the baseline.
 
-    The report's ``regression`` is true when any row is a regression; callers
-    exit non-zero on it.
+    The report's ``regression`` is true when any row is a regression, and
+    ``judged`` counts the rows that could be judged at all; callers exit 1 on
+    a regression and ``EXIT_NOT_JUDGED`` when nothing was judged. ``warnings``
+    says how the runs differ.
     """
     results.check_kind(kind)
     if with_ not in WITH_CHOICES:
@@ -153,9 +264,20 @@ def compare(
     before = results.read_run(before_path)
     after = results.read_run(after_path)
     rows = compare_records(before, after, threshold_pct=threshold_pct, alpha=alpha)
+    warnings, run_wide = differences(before, after)
     regressions = [r for r in rows if r["verdict"] == "regression"]
-    if not rows:
-        conclusion = "Nothing to compare: the two runs share no endpoint."
+    judged = sum(1 for r in rows if r["verdict"] in JUDGED)
+    if not judged:
+        if run_wide:
+            why = "the runs loaded the server differently"
+        elif not any(r["verdict"] == "too few samples" for r in rows):
+            why = "the two runs share no endpoint"
+        else:
+            why = (
+                f"too few samples (at least {MIN_SAMPLES} intervals in each run "
+                "are needed; run longer)"
+            )
+        conclusion = f"NOTHING JUDGED: {why}."
     elif regressions:
         names = ", ".join(
             sorted({f"{r['endpoint']} {r['metric']}" for r in regressions})
@@ -172,6 +294,8 @@ def compare(
         "before": {"file": str(before_path), "label": _label(before, before_path)},
         "after": {"file": str(after_path), "label": _label(after, after_path)},
         "rows": rows,
+        "warnings": warnings,
+        "judged": judged,
         "regression": bool(regressions),
         "conclusion": conclusion,
     }

@@ -150,8 +150,8 @@ def compare_table(report: Mapping[str, Any]) -> str:
                 row["metric"],
                 _fmt_value(row["metric"], row["before"]),
                 _fmt_value(row["metric"], row["after"]),
-                f"{row['delta_pct']:+.1f}%",
-                f"{row['p_value']:.3g}",
+                "-" if row["delta_pct"] is None else f"{row['delta_pct']:+.1f}%",
+                "-" if row["p_value"] is None else f"{row['p_value']:.3g}",
                 row["verdict"],
             ]
         )
@@ -162,6 +162,8 @@ def compare_table(report: Mapping[str, Any]) -> str:
         f"{report['alpha']:g} (Mann-Whitney U over per-interval samples)",
         "",
     ]
+    warnings = report.get("warnings") or []
+    lines += [f"Warning: {w}" for w in warnings] + ([""] if warnings else [])
     lines += _grid(
         ["Endpoint", "Metric", "Before", "After", "Delta", "p", "Verdict"],
         rows,
@@ -171,7 +173,9 @@ def compare_table(report: Mapping[str, Any]) -> str:
     return box("Benchmark Comparison", lines)
 
 
-def _fmt_value(metric: str, value: float) -> str:
+def _fmt_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
     if metric.endswith("_ms"):
         return fmt_ms(value)
     return fmt_int(value)

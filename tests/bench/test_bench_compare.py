@@ -104,3 +104,69 @@ def test_compare_needs_a_baseline_or_two_runs(delay_server, results_env):
     with pytest.raises(BenchInputError, match="bench-baseline-save"):
         commands.run_compare("local", with_="baseline")
     assert len(results.list_runs(kind="api", env="local")) == 1
+
+
+def test_too_few_samples_judge_nothing_and_exit_3(delay_server, results_env, invoke):
+    delay_server.delay_s = 0.0
+    for _ in range(2):
+        commands.run_api(
+            "local", delay_server.url, ["GET /"], concurrency=2, duration=1
+        )
+    report = commands.run_compare("local", with_="last").summary
+    assert report["judged"] == 0
+    assert {r["verdict"] for r in report["rows"]} == {"too few samples"}
+    assert report["regression"] is False
+    assert report["conclusion"].startswith("NOTHING JUDGED: too few samples")
+    result = invoke("bench-compare", "--with", "last")
+    assert result.returncode == 3, result
+    assert "NOTHING JUDGED" in result.stdout
+    as_json = invoke("bench-compare", "--with", "last", "--format", "json")
+    assert as_json.returncode == 3, as_json
+    assert as_json.json()["judged"] == 0
+    assert "NOTHING JUDGED" in as_json.stderr
+
+
+def test_runs_at_other_concurrency_or_mode_are_not_comparable(
+    delay_server, results_env, invoke
+):
+    delay_server.delay_s = 0.010
+    run_api(delay_server)
+    commands.run_api("local", delay_server.url, ["GET /"], **dict(RUN, concurrency=3))
+    report = commands.run_compare("local", with_="last").summary
+    assert report["judged"] == 0
+    assert {r["verdict"] for r in report["rows"]} == {"not comparable"}
+    assert report["warnings"] == [
+        "the runs differ in concurrency: 5 before, 3 after; they are not comparable"
+    ]
+    result = invoke("bench-compare", "--with", "last")
+    assert result.returncode == 3, result
+    assert "Warning: the runs differ in concurrency: 5 before, 3 after" in result.stdout
+    as_json = invoke("bench-compare", "--with", "last", "--format", "json")
+    assert "Warning: the runs differ in concurrency" in as_json.stderr
+
+    commands.run_api("local", delay_server.url, ["GET /"], **dict(RUN, rate=50))
+    report = commands.run_compare("local", with_="last").summary
+    assert report["judged"] == 0
+    assert any(
+        "mode: closed before, rate 50 req/s after" in w for w in report["warnings"]
+    ), report["warnings"]
+
+
+def test_an_endpoint_only_one_run_has_is_named_and_not_comparable(
+    delay_server, results_env
+):
+    delay_server.delay_s = 0.010
+    commands.run_api("local", delay_server.url, ["GET /", "GET /other"], **RUN)
+    run_api(delay_server)
+    report = commands.run_compare("local", with_="last").summary
+    rows = {(r["endpoint"], r["verdict"]) for r in report["rows"]}
+    assert ("GET /other", "not comparable") in rows
+    assert report["judged"] >= 1
+    assert all(
+        r["verdict"] != "not comparable"
+        for r in report["rows"]
+        if r["endpoint"] == "GET /"
+    )
+    assert report["warnings"] == ["only the run before has GET /other: not comparable"]
+    text = commands.run_compare("local", with_="last").text
+    assert "Warning: only the run before has GET /other" in text
