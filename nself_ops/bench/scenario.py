@@ -22,6 +22,7 @@ file, the line and the field.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -145,6 +146,10 @@ def _number(
     line = _line_of(node, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ScenarioError(path, line, where, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ScenarioError(
+            path, line, where, f"must be a finite number, got {value!r}"
+        )
     if (strict and value <= minimum) or (not strict and value < minimum):
         bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
         raise ScenarioError(path, line, where, f"must be {bound}, got {value!r}")

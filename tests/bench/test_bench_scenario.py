@@ -82,6 +82,12 @@ def test_good_scenario_parses_with_settings(tmp_path):
         ("  ramp_up: 10", "  ramp_up: 30", 13, "settings.ramp_up", "shorter than"),
         ("  ramp_up: 10", "  rampup: 10", 13, "settings.rampup", "unknown field"),
         ("name: Small", "name: ''", 1, "name", "non-empty"),
+        ("    weight: 0.25", "    weight: .nan", 9, "steps[1].weight", "finite"),
+        ("    weight: 0.75", "    weight: .inf", 6, "steps[0].weight", "finite"),
+        ("  duration: 30", "  duration: .inf", 12, "settings.duration", "finite"),
+        ("  duration: 30", "  duration: .NaN", 12, "settings.duration", "finite"),
+        ("  ramp_up: 10", "  ramp_up: .nan", 13, "settings.ramp_up", "finite"),
+        ("  ramp_up: 10", "  ramp_up: -.inf", 13, "settings.ramp_up", "finite"),
     ],
 )
 def test_malformed_field_names_file_line_and_field(
