@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +240,57 @@ def build_command(
     return argv
 
 
+#: pgbench's TPS line: "(without initial connection time)" normally, "(including
+#: reconnection times)" with --connect (pgbench 14 and later).
+_TPS = re.compile(
+    r"^tps = ([0-9]+(?:\.[0-9]+)?) "
+    r"\((?:without initial connection time|including reconnection times)\)",
+    re.MULTILINE,
+)
+
+
+def parse_tps(stdout: str) -> float:
+    """pgbench's own TPS figure from its report, or ``GeneratorError``."""
+    match = _TPS.search(stdout)
+    if match is None:
+        lines = [line for line in stdout.splitlines() if line.startswith("tps")]
+        raise GeneratorError(
+            "cannot read the TPS figure in pgbench's report: "
+            + (lines[0] if lines else "no 'tps =' line")
+        )
+    return float(match.group(1))
+
+
+def per_second_samples(
+    per_second: dict[int, list], last_second: int | None = None
+) -> list[dict[str, Any]]:
+    """One sample per whole second of the run, zero where nothing finished.
+
+    ``per_second`` maps an epoch second to ``[transactions, latency sum µs]``;
+    ``last_second`` is the second in which the run ended, when known, so that
+    a stall up to the end shows as well. The first and last seconds are partly
+    outside the run and left out.
+    """
+    if not per_second:
+        return []
+    first = min(per_second)
+    last = max(per_second)
+    if last_second is not None:
+        last = max(last, last_second)
+    samples = []
+    for second in range(first + 1, last):
+        count, total = per_second.get(second, [0, 0.0])
+        samples.append(
+            {
+                "t": second - first,
+                "requests": count,
+                "rps": count,
+                "avg_ms": round(total / count / 1000.0, 3) if count else None,
+            }
+        )
+    return samples
+
+
 def parse_log_lines(lines: Sequence[str]) -> tuple[list[float], int, dict[int, list]]:
     """Latencies (µs) of finished transactions, the failed count, per-second rows.
 
@@ -305,6 +358,7 @@ def bench_db(
             log_prefix=prefix,
         )
         log.info("running pgbench %s", " ".join(argv[1:]))
+        started = time.time()
         proc = subprocess.run(
             argv,
             env=target.env(),
@@ -322,22 +376,11 @@ def bench_db(
                 lines.extend(fh)
 
     latencies, failed, per_second = parse_log_lines(lines)
-    tps_match = re.search(r"tps = ([\d.]+) \(without initial", proc.stdout)
-    measured = float(tps_match.group(1)) if tps_match else 0.0
-    seconds = sorted(per_second)
-    # The first and last seconds are partly outside the run.
-    inner = seconds[1:-1] if len(seconds) > 2 else []
-    samples = [
-        {
-            "t": s - seconds[0],
-            "requests": per_second[s][0],
-            "rps": per_second[s][0],
-            "avg_ms": round(per_second[s][1] / per_second[s][0] / 1000.0, 3)
-            if per_second[s][0]
-            else None,
-        }
-        for s in inner
-    ]
+    measured = parse_tps(proc.stdout)
+    # pgbench stops at -T seconds after it started (a little after ``started``).
+    samples = per_second_samples(
+        per_second, math.floor(started + max(1, round(duration)))
+    )
     avg = sum(latencies) / len(latencies) / 1000.0 if latencies else 0.0
     return {
         "workload": workload,
@@ -349,7 +392,7 @@ def bench_db(
         "database": database,
         "transactions": len(latencies),
         "failed": failed,
-        "tps": round(measured or (len(latencies) / duration), 2),
+        "tps": round(measured, 2),
         "latency_avg_ms": round(avg, 3),
         "p50_ms": round(stats.percentile(latencies, 50) / 1000.0, 3),
         "p95_ms": round(stats.percentile(latencies, 95) / 1000.0, 3),

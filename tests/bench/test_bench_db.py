@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 
 from nself_ops.bench import db, stats
-from nself_ops.bench.errors import BenchInputError, TargetDownError
+from nself_ops.bench.errors import BenchInputError, GeneratorError, TargetDownError
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +71,94 @@ def test_new_connection_per_transaction_is_slower(target):
     fresh = db.bench_db(target, workload="read", clients=2, duration=2, connect=True)
     assert fresh["connect"] is True
     assert fresh["latency_avg_ms"] > kept["latency_avg_ms"]
+    # pgbench's own figure, read from its "(including reconnection times)" line:
+    # close to the transactions the log holds over the run's length.
+    assert fresh["tps"] == pytest.approx(
+        fresh["transactions"] / fresh["duration_s"], rel=0.3
+    )
+    assert fresh["tps"] < kept["tps"]
+
+
+def test_tps_is_read_from_either_form_of_pgbench_report():
+    # pgbench 15's report, without and with --connect.
+    plain = (
+        "number of transactions actually processed: 31000\n"
+        "latency average = 0.128 ms\n"
+        "initial connection time = 4.321 ms\n"
+        "tps = 15498.123456 (without initial connection time)\n"
+    )
+    fresh = (
+        "number of transactions actually processed: 2400\n"
+        "latency average = 1.667 ms\n"
+        "average connection time = 1.412 ms\n"
+        "tps = 1199.654321 (including reconnection times)\n"
+    )
+    assert db.parse_tps(plain) == 15498.123456
+    assert db.parse_tps(fresh) == 1199.654321
+    with pytest.raises(GeneratorError, match="cannot read the TPS figure.*tps = x"):
+        db.parse_tps("tps = x (something else)\n")
+
+
+def test_seconds_without_transactions_are_zero_samples():
+    per_second = {100: [5, 500.0], 101: [10, 1000.0], 104: [8, 800.0], 105: [1, 1.0]}
+    samples = db.per_second_samples(per_second)
+    assert [(s["t"], s["requests"]) for s in samples] == [
+        (1, 10),
+        (2, 0),
+        (3, 0),
+        (4, 8),
+    ]
+    assert samples[1]["avg_ms"] is None and samples[0]["avg_ms"] == 0.1
+    # A stall up to the end of the run: the seconds before the last are zero.
+    tail = db.per_second_samples({100: [5, 5.0], 101: [5, 5.0]}, last_second=104)
+    assert [(s["t"], s["requests"]) for s in tail] == [(1, 5), (2, 0), (3, 0)]
+
+
+def _hold_lock_when_pgbench_runs(target, seconds: float, done: list) -> None:
+    """Once pgbench's updates run, lock its accounts table for ``seconds``."""
+    with psycopg.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        dbname="nself_bench",
+        autocommit=True,
+    ) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE query LIKE 'UPDATE pgbench_accounts%'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+            if running:
+                break
+            time.sleep(0.02)
+        with conn.transaction():
+            conn.execute("LOCK TABLE pgbench_accounts IN ACCESS EXCLUSIVE MODE")
+            locked = time.monotonic()
+            # The stall itself: no update can finish while the lock is held.
+            time.sleep(seconds)
+        done.append(time.monotonic() - locked)
+
+
+def test_a_stall_shows_as_zero_samples(target):
+    done: list[float] = []
+    db.bench_db(target, workload="write", clients=2, duration=1)  # tables exist
+    locker = threading.Thread(
+        target=_hold_lock_when_pgbench_runs, args=(target, 2.5, done)
+    )
+    locker.start()
+    out = db.bench_db(target, workload="write", clients=2, duration=6)
+    locker.join(timeout=60)
+    assert done and done[0] >= 2.5
+    samples = out["samples"]
+    assert [s["t"] for s in samples] == list(range(1, len(samples) + 1))
+    assert len(samples) >= 4
+    stalled = [s for s in samples if s["requests"] == 0]
+    assert stalled, samples
+    assert all(s["avg_ms"] is None and s["rps"] == 0 for s in stalled)
+    assert any(s["requests"] > 0 for s in samples)
 
 
 def test_scratch_database_is_created_and_application_tables_untouched(
