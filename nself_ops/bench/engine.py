@@ -380,6 +380,17 @@ def _sample_rows(slots: Mapping[int, float], interval: float) -> list[dict[str, 
     ]
 
 
+def thread_count(connections: int, limit: int) -> int:
+    """wrk threads for ``connections``: the largest divisor of it up to ``limit``.
+
+    wrk gives each thread connections/threads connections, rounded down, so a
+    thread count that does not divide the connections would run fewer than
+    asked (5 on 2 threads runs 4).
+    """
+    limit = max(1, min(limit, connections))
+    return next(t for t in range(limit, 0, -1) if connections % t == 0)
+
+
 def run_fast(
     base_url: str,
     request: HttpRequest,
@@ -397,9 +408,8 @@ def run_fast(
     check_positive("duration", duration)
     check_positive("timeout", timeout)
     check_positive("sample interval", sample_interval)
-    if threads is None:
-        threads = min(connections, os.cpu_count() or 1)
-    threads = max(1, min(int(threads), connections))
+    limit = (os.cpu_count() or 1) if threads is None else int(threads)
+    threads = thread_count(connections, limit)
     spec = dict(
         _request_spec(request),
         duration=float(duration),

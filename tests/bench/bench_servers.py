@@ -133,10 +133,15 @@ def serve_with_delay(port: int, delay_s: float) -> None:
     ``POST /__delay`` with the new delay in seconds as its body changes it.
     ``GET /__applied`` answers the delays actually applied since the last
     call, in seconds: from the moment a request was read to the moment its
-    answer was handed to the kernel.
+    answer was handed to the kernel. ``GET /__connections`` answers how many
+    client connections sent requests since the last call, and ``GET
+    /__requests`` the method, path and body of each request since the last
+    call (at most the first 1000).
     """
     state = {"delay": delay_s}
     applied: list[float] = []
+    peers: set = set()
+    seen: list[list[str]] = []
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -158,7 +163,21 @@ def serve_with_delay(port: int, delay_s: float) -> None:
                 with lock:
                     body = json.dumps(applied).encode()
                     applied.clear()
+            elif self.path == "/__connections":
+                with lock:
+                    body = json.dumps(len(peers)).encode()
+                    peers.clear()
+            elif self.path == "/__requests":
+                with lock:
+                    body = json.dumps(seen).encode()
+                    seen.clear()
             else:
+                with lock:
+                    peers.add(self.client_address)
+                    if len(seen) < 1000:
+                        seen.append(
+                            [self.command, self.path, data.decode("utf-8", "replace")]
+                        )
                 time.sleep(state["delay"])
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -243,14 +262,25 @@ class DelayServer:
             conn.close()
         self._delay_s = value
 
-    def applied_ms(self) -> list[float]:
-        """Delays the server applied since the last call, in milliseconds."""
+    def _ask(self, path: str):
         conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
         try:
-            conn.request("GET", "/__applied")
-            return [v * 1000.0 for v in json.loads(conn.getresponse().read())]
+            conn.request("GET", path)
+            return json.loads(conn.getresponse().read())
         finally:
             conn.close()
+
+    def applied_ms(self) -> list[float]:
+        """Delays the server applied since the last call, in milliseconds."""
+        return [v * 1000.0 for v in self._ask("/__applied")]
+
+    def connections(self) -> int:
+        """Client connections that sent requests since the last call."""
+        return self._ask("/__connections")
+
+    def requests(self) -> list[tuple[str, str, str]]:
+        """Method, path and body of the requests since the last call (first 1000)."""
+        return [tuple(r) for r in self._ask("/__requests")]
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -268,3 +268,25 @@ def test_post_bodies_reach_the_server(delay_server):
     assert out["summary"]["endpoints"][0]["endpoint"] == "POST /orders"
     assert out["summary"]["endpoints"][0]["errors_pct"] == 0.0
     assert out["summary"]["endpoints"][0]["requests"] > 10
+
+
+@pytest.mark.parametrize(
+    ("connections", "limit", "threads"),
+    [(5, 2, 1), (6, 4, 3), (100, 2, 2), (7, 8, 7), (1, 4, 1), (12, 8, 6)],
+)
+def test_threads_divide_the_connections(connections, limit, threads):
+    assert engine.thread_count(connections, limit) == threads
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_closed_loop_runs_every_connection_asked_for(delay_server, threads):
+    # 5 connections do not split over 2 threads: wrk would run 2 + 2.
+    delay_server.delay_s = 0.005
+    delay_server.connections()
+    out = engine.run_fast(
+        delay_server.url, engine.HttpRequest("GET", "/"), 5, 1, threads=threads
+    )
+    assert delay_server.connections() == 5
+    assert out["connections"] == 5
+    assert 5 % out["generator"]["threads"] == 0
+    assert out["errors"] == 0
