@@ -186,8 +186,9 @@ def _bench_number(name: str, value, *, whole: bool = False, zero: bool = False):
     positional=["endpoint"],
     help={
         "env": ENV_HELP,
-        "endpoint": "One endpoint, 'METHOD /path' or '/path' (GET); default: every "
-        "endpoint in the inventory's nself_bench_endpoints.",
+        "endpoint": "One endpoint, 'METHOD /path' or '/path' (GET); one listed in the "
+        "inventory's nself_bench_endpoints may be named by the end of its path "
+        "(/users for GET /api/users); default: every listed endpoint.",
         "concurrent": "Concurrent connections (virtual users).",
         "duration": "Seconds each endpoint is loaded.",
         "rate": "Constant arrival rate in requests per second over all connections; "
@@ -205,6 +206,7 @@ def bench_api(  # noqa: PLR0917 - each parameter is a command-line flag
     format: str = "table",  # noqa: A002
 ) -> None:
     """Benchmark the API: RPS, avg, P95, P99 and errors per endpoint, and totals."""
+    from nself_ops.bench import api as bench_api_module
     from nself_ops.bench import commands
     from nself_ops.bench import target as bench_target
 
@@ -218,7 +220,14 @@ def bench_api(  # noqa: PLR0917 - each parameter is a command-line flag
     known = [
         e if isinstance(e, str) else e.get("endpoint", "") for e in where.endpoints
     ]
-    endpoints = [endpoint] if endpoint else where.endpoints
+    endpoints = where.endpoints
+    if endpoint:
+        chosen, note = _bench_call(
+            env, bench_api_module.resolve_endpoint, endpoint, where.endpoints
+        )
+        if note:
+            print("Endpoint: %s" % note, file=sys.stderr)
+        endpoints = [chosen]
     if not endpoints:
         raise Exit(
             "Error: %s lists no endpoints in nself_bench_endpoints; name one with "

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,8 +31,8 @@ ENDPOINT_KEYS = (
 def as_request(item: str | HttpRequest | dict[str, Any]) -> HttpRequest:
     """An endpoint from the inventory list: ``"GET /path"``, ``"/path"`` or a map.
 
-    A map has ``endpoint`` and optionally ``body`` (sent as JSON) and
-    ``headers``. Raises ``BenchInputError`` for anything else.
+    A map has ``endpoint`` and optionally ``body`` (text, or a mapping or list
+    sent as JSON) and ``headers``. Raises ``BenchInputError`` for anything else.
     """
     if isinstance(item, HttpRequest):
         return item
@@ -41,14 +42,57 @@ def as_request(item: str | HttpRequest | dict[str, Any]) -> HttpRequest:
         base = engine.parse_endpoint(item["endpoint"])
         body = item.get("body")
         headers = item.get("headers") or {}
-        if body is not None and not isinstance(body, str):
+        if isinstance(body, (Mapping, list)):
+            body = json.dumps(body)
+        elif body is not None and not isinstance(body, str):
             raise BenchInputError(
-                f"body of {base.label} must be text, got {type(body).__name__}"
+                f"body of {base.label} must be text or a mapping, "
+                f"got {type(body).__name__}"
             )
         return HttpRequest(base.method, base.path, dict(headers), body)
     raise BenchInputError(
         f"an endpoint is 'METHOD /path' or a map with 'endpoint', got {item!r}"
     )
+
+
+def label_of(item: str | HttpRequest | dict[str, Any]) -> str:
+    """``METHOD /path`` of an endpoint as the inventory lists it."""
+    return as_request(item).label
+
+
+def resolve_endpoint(
+    given: str, listed: Sequence[str | HttpRequest | dict[str, Any]]
+) -> tuple[str | HttpRequest | dict[str, Any], str | None]:
+    """The endpoint ``given`` on the command line, and a note when it was resolved.
+
+    One that is listed (same method and path) is the listed entry, body and
+    headers included. One that is not, and whose path does not start with
+    ``/api``, resolves to the listed endpoint of the same method whose path
+    ends with it, when exactly one does: ``/users`` is ``GET /api/users``.
+    Otherwise it is used as given (the server's answer decides whether it
+    exists); several candidates are a ``BenchInputError`` naming them.
+    """
+    wanted = engine.parse_endpoint(given)
+    for item in listed:
+        if label_of(item) == wanted.label:
+            return item, None
+    if wanted.path == "/api" or wanted.path.startswith(("/api/", "/api?")):
+        return given, None
+    matches = [
+        item
+        for item in listed
+        if (req := as_request(item)).method == wanted.method
+        and req.path.endswith(wanted.path)
+    ]
+    if len(matches) == 1:
+        label = label_of(matches[0])
+        return matches[0], f"{given.strip()} is {label} (listed in the inventory)"
+    if matches:
+        raise BenchInputError(
+            f"endpoint {given.strip()!r} could be any of "
+            f"{', '.join(label_of(m) for m in matches)}; name one of them"
+        )
+    return given, None
 
 
 def preflight(

@@ -99,6 +99,7 @@ def test_bench_api_on_the_local_stack(invoke, nself, local_stack, bench_dirs):
         "GET /api/products",
         "GET /api/products/1",
         "GET /api/orders?user_id=42",
+        "POST /api/orders",
     ]
     for row in summary["endpoints"]:
         assert row["requests"] > 0 and row["errors_pct"] == 0.0, row
@@ -124,9 +125,19 @@ def test_bench_api_on_the_local_stack(invoke, nself, local_stack, bench_dirs):
     assert words.returncode == 0, words
     assert "GET /api/users " in words.stdout
 
+    short = nself("bench", "api", "/users", "--concurrent", "2", "--duration", "1")
+    assert short.returncode == 0, short
+    assert "Endpoint: /users is GET /api/users" in short.stderr
+    assert "GET /api/users " in short.stdout
+
     missing = invoke("bench-api", "--endpoint", "/api/nope", "--duration", "1")
     assert missing.returncode == 2, missing
     assert "unknown endpoint GET /api/nope" in missing.stderr
+    unknown = nself("bench", "api", "/nope", "--duration", "1")
+    assert unknown.returncode == 2, unknown
+    assert "unknown endpoint GET /nope" in unknown.stderr
+    assert "known endpoints: GET /api/health, GET /api/users" in unknown.stderr
+    assert "POST /api/orders" in unknown.stderr
 
     saved = invoke("bench-baseline-save")
     assert saved.returncode == 0, saved
