@@ -38,6 +38,22 @@ def test_same_distribution_is_no_change():
     assert row["verdict"] == "no change"
 
 
+def test_same_distribution_is_not_significant_whatever_the_threshold():
+    # With no threshold to hide behind, the rank test itself must find the two
+    # sets of one distribution alike.
+    before, after = noisy(20.0, seed=5), noisy(20.0, seed=6)
+    assert before != after
+    row = compare.judge(before, after, higher_is_better=False, threshold_pct=0)
+    assert row["delta_pct"] != 0
+    assert row["verdict"] == "not significant"
+    assert row["p_value"] > 0.1
+    # The same spread around a 30% slower centre is a regression at that threshold.
+    slower = compare.judge(
+        before, noisy(26.0, seed=6), higher_is_better=False, threshold_pct=0
+    )
+    assert slower["verdict"] == "regression"
+
+
 def test_large_but_noisy_difference_is_not_significant():
     before = [10, 30, 10, 30, 10]
     after = [12, 36, 12, 36, 12]

@@ -123,7 +123,11 @@ def test_json_summary_has_exactly_the_documented_keys(nginx):
 
 def test_several_endpoints_are_measured_one_by_one_with_totals(nginx):
     out = api.bench_api(
-        nginx.url, ["GET /healthz", "GET /fail"], concurrency=4, duration=1
+        nginx.url,
+        ["GET /healthz", "GET /fail"],
+        concurrency=4,
+        duration=1,
+        sample_interval=0.2,
     )
     summary = out["summary"]
     ok, failing = summary["endpoints"]
@@ -132,7 +136,16 @@ def test_several_endpoints_are_measured_one_by_one_with_totals(nginx):
     assert summary["total_requests"] == ok["requests"] + failing["requests"]
     expected = 100.0 * ok["requests"] / summary["total_requests"]
     assert summary["success_rate"] == pytest.approx(expected, abs=0.01)
-    assert len(out["endpoints"][0]["samples"]) >= 0
+    # Each endpoint has its own per-interval samples, whole intervals only (the
+    # first and last are partly outside the run), every one with sends in it.
+    for detail in out["endpoints"]:
+        samples = detail["samples"]
+        assert 2 <= len(samples) <= 5, samples
+        times = [s["t"] for s in samples]
+        assert times == [round(0.2 * (i + 1), 3) for i in range(len(samples))]
+        assert all(s["requests"] > 0 for s in samples), samples
+        assert all(s["rps"] == pytest.approx(s["requests"] / 0.2) for s in samples)
+        assert sum(s["requests"] for s in samples) <= detail["requests"]
 
 
 def test_5xx_answers_are_counted_as_errors(nginx):
@@ -257,17 +270,25 @@ def test_timed_mode_refuses_more_connections_than_it_can_time(nginx):
         )
 
 
-def test_post_bodies_reach_the_server(delay_server):
+@pytest.mark.parametrize("rate", [None, 50])
+def test_post_bodies_reach_the_server(delay_server, rate):
     delay_server.delay_s = 0.0
+    delay_server.requests()
     out = api.bench_api(
         delay_server.url,
         [{"endpoint": "POST /orders", "body": '{"user_id": 1}'}],
         concurrency=2,
         duration=1,
+        rate=rate,
     )
-    assert out["summary"]["endpoints"][0]["endpoint"] == "POST /orders"
-    assert out["summary"]["endpoints"][0]["errors_pct"] == 0.0
-    assert out["summary"]["endpoints"][0]["requests"] > 10
+    row = out["summary"]["endpoints"][0]
+    assert row["endpoint"] == "POST /orders"
+    assert row["errors_pct"] == 0.0
+    assert row["requests"] > 10
+    seen = delay_server.requests()
+    # The preflight's request and the load's, every one a POST with the body.
+    assert len(seen) >= min(row["requests"], 1000)
+    assert set(seen) == {("POST", "/orders", '{"user_id": 1}')}
 
 
 @pytest.mark.parametrize(
