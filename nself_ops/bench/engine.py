@@ -78,12 +78,18 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class Step:
-    """A weighted request kind in timed mode; ``requests`` are its variants."""
+    """A weighted request kind in timed mode; ``requests`` are its variants.
+
+    Variants are picked at random, unless ``unique``: then connection *i* of *n*
+    sends variants *i*, *i + n*, *i + 2n*, … in turn, so no two requests use
+    the same variant until a connection has used all of its share.
+    """
 
     name: str
     weight: float
     requests: Sequence[HttpRequest]
     label: str | None = None
+    unique: bool = False
 
 
 def parse_endpoint(text: str) -> HttpRequest:
@@ -541,6 +547,7 @@ def run_timed(
             {
                 "name": s.name,
                 "weight": float(s.weight),
+                "unique": bool(s.unique),
                 "requests": [_request_spec(r) for r in s.requests],
             }
             for s in steps

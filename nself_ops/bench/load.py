@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -119,14 +120,16 @@ def summarise(
 
 def check_endpoints(
     base_url: str, sc: scenario.Scenario, steps: Sequence[engine.Step]
-) -> None:
-    """Send one request of each step before the load starts.
+) -> list[engine.Step]:
+    """Send one request of each step before the load starts; the steps to load.
 
     A server that does not answer is a ``TargetDownError`` (the environment is
     down); a step whose path the server does not know (404 or 405) is a
     ``ScenarioError`` on the line of the step's ``endpoint``, so a typo in the
-    file is not measured as a fast error page.
+    file is not measured as a fast error page. The variant sent is the last;
+    a ``unique`` step (one that succeeds once per row) is loaded without it.
     """
+    checked = []
     for written, built in zip(sc.steps, steps, strict=True):
         probe = built.requests[-1]
         try:
@@ -139,6 +142,11 @@ def check_endpoints(
                 f"the server answers {exc.status} to {probe.label} "
                 f"(from {written.endpoint!r}): no such endpoint",
             ) from None
+        if built.unique and len(built.requests) > 1:
+            checked.append(dataclasses.replace(built, requests=built.requests[:-1]))
+        else:
+            checked.append(built)
+    return checked
 
 
 def bench_load(
@@ -170,7 +178,7 @@ def bench_load(
             f"({duration:g}s), got {ramp_up:g}"
         )
     steps = scenario.build_steps(sc, fill, seed=seed)
-    check_endpoints(base_url, sc, steps)
+    steps = check_endpoints(base_url, sc, steps)
     bar = (
         progress
         if isinstance(progress, ProgressBar)

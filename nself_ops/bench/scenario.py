@@ -13,10 +13,12 @@ The format is the plan's::
       duration: 300
       ramp_up: 60
 
-extended, compatibly, by two optional keys per step: ``body`` (a mapping sent
-as JSON, or text) and ``headers``. ``{name}`` placeholders in the path or the
-body are filled from real rows the caller supplies. Every error names the
-file, the line and the field.
+extended, compatibly, by three optional keys per step: ``body`` (a mapping
+sent as JSON, or text), ``headers``, and ``unique`` (true: no two requests of
+the step use the same row, for requests that can succeed once per row, such
+as paying an order). ``{name}`` placeholders in the path or the body are
+filled from real rows the caller supplies. Every error names the file, the
+line and the field.
 """
 
 from __future__ import annotations
@@ -40,13 +42,16 @@ from .errors import BenchInputError, ScenarioError
 DEFAULT_SCENARIOS_PATH = "bench/scenarios"
 
 TOP_KEYS = ("name", "description", "steps", "settings")
-STEP_KEYS = ("name", "endpoint", "weight", "body", "headers")
+STEP_KEYS = ("name", "endpoint", "weight", "body", "headers", "unique")
 SETTING_KEYS = ("users", "duration", "ramp_up")
 DEFAULT_SETTINGS = {"users": 10, "duration": 60, "ramp_up": 0}
 
 #: Request variants prepared per step that has placeholders; the generator
 #: picks one at random for each request.
 VARIANTS_PER_STEP = 256
+
+#: At most this many variants of a ``unique`` step, one per real row.
+UNIQUE_VARIANTS_MAX = 4096
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -64,6 +69,7 @@ class ScenarioStep:
     line: int | None = None
     index: int = 0
     endpoint_line: int | None = None
+    unique: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -317,7 +323,15 @@ def _parse_step(path: str, raw_steps: Any, i: int) -> ScenarioStep:
             f"{where}.headers",
             "must map header names to text",
         )
-    return ScenarioStep(
+    unique = node.get("unique", False)
+    if not isinstance(unique, bool):
+        raise ScenarioError(
+            path,
+            _line_of(node, "unique"),
+            f"{where}.unique",
+            f"must be true or false, got {unique!r}",
+        )
+    step = ScenarioStep(
         name=name.strip(),
         method=method,
         path=url_path,
@@ -327,7 +341,17 @@ def _parse_step(path: str, raw_steps: Any, i: int) -> ScenarioStep:
         line=line,
         index=i,
         endpoint_line=eline,
+        unique=unique,
     )
+    if unique and not step.placeholders():
+        raise ScenarioError(
+            path,
+            _line_of(node, "unique"),
+            f"{where}.unique",
+            "needs a {placeholder} in the endpoint or body: it makes each request "
+            "use a different real row",
+        )
+    return step
 
 
 def _plain(value: Any) -> Any:
@@ -379,6 +403,38 @@ def _pick(fill: Mapping[str, Sequence[Any]], rng: random.Random) -> dict[str, An
     return chosen
 
 
+def _deal(
+    fill: Mapping[str, Sequence[Any]],
+    needed: Sequence[str],
+    rng: random.Random,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Values for a unique step: row *i* of each shuffled list, no row twice.
+
+    As many as the longest list that fills one of ``needed`` has rows (at most
+    ``limit``); shorter lists come round again.
+    """
+    lists = []
+    for key, entries in fill.items():
+        names = provided({key: entries})
+        if entries and names & set(needed):
+            rows = list(entries)
+            rng.shuffle(rows)
+            lists.append((key, rows))
+    count = min(limit, max(len(rows) for _key, rows in lists))
+    dealt = []
+    for i in range(count):
+        chosen: dict[str, Any] = {}
+        for key, rows in lists:
+            entry = rows[i % len(rows)]
+            if isinstance(entry, Mapping):
+                chosen.update(entry)
+            else:
+                chosen[key] = entry
+        dealt.append(chosen)
+    return dealt
+
+
 def provided(fill: Mapping[str, Sequence[Any]]) -> set[str]:
     """Placeholder names that ``fill`` can fill."""
     names: set[str] = set()
@@ -401,7 +457,9 @@ def build_steps(
     ``fill`` maps a name to real values, e.g. ``{"id": [3, 7, 9]}``; values
     that must stay together (an order and its total) are rows:
     ``{"order": [{"order_id": 5, "amount": "12.50"}]}``. A placeholder nothing
-    fills is a ``ScenarioError`` on the step's line.
+    fills is a ``ScenarioError`` on the step's line. A ``unique`` step gets
+    one variant per real row (see ``_deal``), the others
+    ``VARIANTS_PER_STEP`` variants of randomly picked rows.
     """
     fill = fill or {}
     have = provided(fill)
@@ -420,10 +478,14 @@ def build_steps(
                 f"{names} in {step.endpoint!r} has no real values to fill it "
                 f"(values were given for: {', '.join(sorted(have)) or 'nothing'})",
             )
-        count = VARIANTS_PER_STEP if needed else 1
+        if step.unique:
+            choices = _deal(fill, needed, rng, UNIQUE_VARIANTS_MAX)
+        elif needed:
+            choices = [_pick(fill, rng) for _ in range(VARIANTS_PER_STEP)]
+        else:
+            choices = [{}]
         variants = []
-        for _ in range(count):
-            values = _pick(fill, rng) if needed else {}
+        for values in choices:
             path = _PLACEHOLDER.sub(lambda m, v=values: str(v[m.group(1)]), step.path)
             body = None
             if step.body is not None:
@@ -436,6 +498,7 @@ def build_steps(
                 weight=step.weight,
                 requests=variants,
                 label=step.endpoint,
+                unique=step.unique,
             )
         )
     return steps

@@ -27,6 +27,10 @@ PG_SUPERUSER = "postgres"
 #: How many real rows of each kind fill a scenario's placeholders.
 FILL_ROWS = 1000
 
+#: How many pending orders: a payment succeeds once per order, so a scenario
+#: step that pays (``unique``) needs one for every payment it sends.
+ORDER_ROWS = 4096
+
 _VARS = (
     "{{ {'endpoints': nself_bench_endpoints | default([]),"
     " 'bind': nself_bind_address, 'ports': nself_ports,"
@@ -107,11 +111,12 @@ def fetch_fill(target: EnvTarget) -> dict[str, list[Any]]:
             f"bring it up with: invoke up --env {target.env}"
         )
     queries = {
-        "id": "SELECT id FROM products ORDER BY random() LIMIT %s",
-        "user_id": "SELECT id FROM users ORDER BY random() LIMIT %s",
+        "id": ("SELECT id FROM products ORDER BY random() LIMIT %s", FILL_ROWS),
+        "user_id": ("SELECT id FROM users ORDER BY random() LIMIT %s", FILL_ROWS),
         "order": (
             "SELECT id AS order_id, total::text AS amount FROM orders "
-            "WHERE status = 'pending' AND total > 0 ORDER BY random() LIMIT %s"
+            "WHERE status = 'pending' AND total > 0 ORDER BY random() LIMIT %s",
+            ORDER_ROWS,
         ),
     }
     fill: dict[str, list[Any]] = {}
@@ -124,9 +129,9 @@ def fetch_fill(target: EnvTarget) -> dict[str, list[Any]]:
             dbname=target.database,
             connect_timeout=5,
         ) as conn:
-            for name, query in queries.items():
+            for name, (query, limit) in queries.items():
                 try:
-                    cur = conn.execute(query, (FILL_ROWS,))
+                    cur = conn.execute(query, (limit,))
                 except psycopg.errors.UndefinedTable:
                     conn.rollback()
                     continue

@@ -136,7 +136,7 @@ def serve_with_delay(port: int, delay_s: float) -> None:
     answer was handed to the kernel. ``GET /__connections`` answers how many
     client connections sent requests since the last call, and ``GET
     /__requests`` the method, path and body of each request since the last
-    call (at most the first 1000).
+    call (at most the first 100,000).
     """
     state = {"delay": delay_s}
     applied: list[float] = []
@@ -174,7 +174,7 @@ def serve_with_delay(port: int, delay_s: float) -> None:
             else:
                 with lock:
                     peers.add(self.client_address)
-                    if len(seen) < 1000:
+                    if len(seen) < 100_000:
                         seen.append(
                             [self.command, self.path, data.decode("utf-8", "replace")]
                         )
@@ -279,7 +279,7 @@ class DelayServer:
         return self._ask("/__connections")
 
     def requests(self) -> list[tuple[str, str, str]]:
-        """Method, path and body of the requests since the last call (first 1000)."""
+        """Method, path and body of each request since the last call."""
         return [tuple(r) for r in self._ask("/__requests")]
 
     def stop(self) -> None:

@@ -287,7 +287,7 @@ def test_post_bodies_reach_the_server(delay_server, rate):
     assert row["requests"] > 10
     seen = delay_server.requests()
     # The preflight's request and the load's, every one a POST with the body.
-    assert len(seen) >= min(row["requests"], 1000)
+    assert len(seen) >= row["requests"]
     assert set(seen) == {("POST", "/orders", '{"user_id": 1}')}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from bench_servers import closed_port_url
@@ -158,3 +159,54 @@ def test_a_scenario_against_a_target_that_is_down_says_it_is_down():
     sc = scenario.parse(WEIGHTED, "down.yaml")
     with pytest.raises(TargetDownError, match="connection refused.*environment up"):
         load.bench_load(closed_port_url(), sc, fill={"id": [1]}, duration=1)
+
+
+PAY_ONCE = """\
+name: Pay once
+steps:
+  - name: browse
+    endpoint: GET /browse
+    weight: 0.5
+  - name: pay
+    endpoint: POST /pay
+    weight: 0.5
+    unique: true
+    body:
+      order_id: "{order_id}"
+      amount: "{amount}"
+settings:
+  users: 4
+  duration: 2
+"""
+
+
+def test_a_unique_step_never_sends_the_same_row_twice(delay_server):
+    # Like paying an order: each may succeed once. The delay server records
+    # every request it answers, the preflight's included.
+    delay_server.delay_s = 0.010
+    delay_server.requests()
+    orders = [{"order_id": i, "amount": f"{i}.50"} for i in range(1, 1001)]
+    sc = scenario.parse(PAY_ONCE, "pay.yaml")
+    out = load.bench_load(delay_server.url, sc, fill={"order": orders}, seed=3)
+    pay = next(s for s in out["result"]["steps"] if s["name"] == "pay")
+    paid = [body for method, path, body in delay_server.requests() if path == "/pay"]
+    assert 100 < len(paid) < 1000, len(paid)
+    # The preflight's request comes on top; those still in flight at the end
+    # may or may not have been read by the server.
+    assert pay["requests"] + 1 <= len(paid) <= pay["requests"] + pay["in_flight"] + 1
+    assert pay["errors"] == 0
+    assert len(set(paid)) == len(paid)
+    bodies = {
+        json.dumps({"order_id": o["order_id"], "amount": o["amount"]}) for o in orders
+    }
+    assert set(paid) <= bodies
+
+
+def test_a_unique_step_has_one_variant_per_row():
+    sc = scenario.parse(PAY_ONCE, "pay.yaml")
+    orders = [{"order_id": i, "amount": "1.00"} for i in range(300)]
+    steps = scenario.build_steps(sc, {"order": orders, "id": [1, 2]}, seed=1)
+    pay = steps[1]
+    assert pay.unique is True and steps[0].unique is False
+    ids = sorted(json.loads(r.body)["order_id"] for r in pay.requests)
+    assert ids == list(range(300))

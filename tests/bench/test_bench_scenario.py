@@ -48,6 +48,8 @@ def test_shipped_checkout_scenario_follows_the_plan():
         ("Payment", "POST /api/payment", 0.05),
     ]
     assert (sc.users, sc.duration, sc.ramp_up) == (100, 300, 60)
+    # An order can be paid once: each payment uses a different one.
+    assert [s.name for s in sc.steps if s.unique] == ["Payment"]
 
 
 def test_good_scenario_parses_with_settings(tmp_path):
@@ -82,6 +84,20 @@ def test_good_scenario_parses_with_settings(tmp_path):
         ("  ramp_up: 10", "  ramp_up: 30", 13, "settings.ramp_up", "shorter than"),
         ("  ramp_up: 10", "  rampup: 10", 13, "settings.rampup", "unknown field"),
         ("name: Small", "name: ''", 1, "name", "non-empty"),
+        (
+            "    weight: 0.25",
+            "    weight: 0.25\n    unique: yes please",
+            10,
+            "steps[1].unique",
+            "true or false",
+        ),
+        (
+            "    weight: 0.75",
+            "    weight: 0.75\n    unique: true",
+            7,
+            "steps[0].unique",
+            "needs a {placeholder}",
+        ),
         ("    weight: 0.25", "    weight: .nan", 9, "steps[1].weight", "finite"),
         ("    weight: 0.75", "    weight: .inf", 6, "steps[0].weight", "finite"),
         ("  duration: 30", "  duration: .inf", 12, "settings.duration", "finite"),

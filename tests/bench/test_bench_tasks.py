@@ -182,7 +182,10 @@ def test_bench_load_checkout_on_the_local_stack(invoke, local_stack, bench_dirs)
         "Checkout",
         "Payment",
     }
-    assert steps["Browse products"]["errors_pct"] == 0.0
-    assert steps["View product"]["errors_pct"] == 0.0
-    assert steps["Add to cart"]["requests"] > 0
+    # Every step of the shipped scenario can succeed on the sample api: real
+    # users, products and pending orders, each order paid once.
+    for step in summary["steps"]:
+        assert step["requests"] > 0, step
+        assert step["errors_pct"] == 0.0, step
+    assert summary["success_rate"] == 100.0
     assert summary["total_requests"] > 20

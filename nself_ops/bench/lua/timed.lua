@@ -13,6 +13,8 @@ local interval = spec.sample_interval
 local hist_k = spec.hist_k
 
 local prepared = {}
+local unique = {}
+local cursor = {}
 local cumulative = {}
 local start_at
 local period
@@ -94,13 +96,36 @@ local function start_schedule(now)
   end
 end
 
+-- A unique step's variants are shared out: connection i of n keeps variants
+-- i+1, i+1+n, i+1+2n, ... and sends them in turn, so no variant is sent twice
+-- before a connection has used up its share. With more connections than
+-- variants, each keeps one.
+local function share(step)
+  local n = spec.connections
+  local mine = {}
+  for j, r in ipairs(step.requests) do
+    if (j - 1) % n == thread_index then
+      mine[#mine + 1] = r
+    end
+  end
+  if #mine == 0 then
+    mine[1] = step.requests[thread_index % #step.requests + 1]
+  end
+  return mine
+end
+
 function init(args)
   local total = 0
   for i, step in ipairs(spec.steps) do
     prepared[i] = {}
-    for j, r in ipairs(step.requests) do
+    unique[i] = step.unique
+    cursor[i] = 0
+    local requests = step.unique and share(step) or step.requests
+    for j, r in ipairs(requests) do
       prepared[i][j] = wrk.format(r.method, r.path, r.headers, r.body)
     end
+    -- Only the prepared strings are needed from here on.
+    step.requests = nil
     for f = 1, NFIELDS do
       stats[(i - 1) * NFIELDS + f] = 0
     end
@@ -112,6 +137,7 @@ function init(args)
     cumulative[i] = running
   end
   cumulative[#cumulative] = 1
+  collectgarbage()
 
   math.randomseed(spec.seed + thread_index * 7919)
 end
@@ -199,6 +225,10 @@ function request()
   pending_start = start
   issued = issued + 1
   local variants = prepared[step]
+  if unique[step] then
+    cursor[step] = cursor[step] % #variants + 1
+    return variants[cursor[step]]
+  end
   return variants[math.random(#variants)]
 end
 
