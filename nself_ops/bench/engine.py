@@ -213,6 +213,11 @@ def _run_wrk(
     with it, such as ``("chrt", "-f", "10")``: on a busy host a higher
     scheduling class or priority keeps other work from delaying wrk's reading
     of answers, which would otherwise show up as latency.
+
+    wrk takes whole seconds. For a fractional ``duration`` it is given the
+    next whole second and stopped with SIGINT (after which it reports as at
+    the end of a run) once ``duration`` has passed since its clock started:
+    the script notes that moment when the last thread is ready.
     """
     binary = wrk_binary()
     parts = urlsplit(base_url)
@@ -229,7 +234,14 @@ def _run_wrk(
             fh.write((lua_dir / script).read_text(encoding="utf-8"))
         spec_path = os.path.join(tmp, "spec.lua")
         out_path = os.path.join(tmp, "out.json")
-        env = dict(os.environ, NSELF_BENCH_SPEC=spec_path, NSELF_BENCH_OUT=out_path)
+        ready_path = os.path.join(tmp, "ready")
+        env = dict(
+            os.environ,
+            NSELF_BENCH_SPEC=spec_path,
+            NSELF_BENCH_OUT=out_path,
+            NSELF_BENCH_READY=ready_path,
+        )
+        whole = max(1, math.ceil(duration))
         url = f"{parts.scheme}://{parts.netloc}/"
         argv = [
             binary,
@@ -238,7 +250,7 @@ def _run_wrk(
             "-c",
             str(connections),
             "-d",
-            f"{duration:g}s",
+            f"{whole}s",
             "--timeout",
             f"{timeout:g}s",
             "-s",
@@ -247,7 +259,7 @@ def _run_wrk(
         ]
         argv = [*launcher, *argv]
         log.info("running %s", " ".join(argv))
-        spec = dict(spec, origin=time.monotonic())
+        spec = dict(spec, origin=time.monotonic(), threads=threads)
         with open(spec_path, "w", encoding="utf-8") as fh:
             fh.write("return " + _lua(spec) + "\n")
 
@@ -261,7 +273,13 @@ def _run_wrk(
                 stderr=err_fh,
                 cwd=tmp,
             )
-            rusage = _wait_with_rusage(proc, duration + _GRACE_S, started, progress)
+            rusage = _wait_with_rusage(
+                proc,
+                whole + _GRACE_S,
+                started,
+                progress,
+                stop=(ready_path, duration) if whole != duration else None,
+            )
             wall = time.monotonic() - started
             err_fh.seek(0)
             stderr = err_fh.read().decode("utf-8", "replace").strip()
@@ -290,18 +308,31 @@ def _run_wrk(
     )
 
 
+def _ready_at(path: str) -> float | None:
+    """The monotonic time the script wrote to ``path``, once it is there."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return float(fh.read())
+    except (OSError, ValueError):
+        return None
+
+
 def _wait_with_rusage(
     proc: subprocess.Popen,
     limit_s: float,
     started: float,
     progress: ProgressCallback | None,
+    stop: tuple[str, float] | None = None,
 ) -> Any:
     """Reap ``proc`` and return its resource usage; kill it past ``limit_s``.
 
     ``os.wait4`` is used instead of ``Popen.wait`` because it hands back the
     child's CPU time, which is how saturation of the generator is judged.
+    ``stop`` is ``(ready file, seconds)``: SIGINT that many seconds after the
+    time in the file, which ends wrk's run early and cleanly.
     """
     deadline = started + limit_s
+    stop_at = None
     while True:
         pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -310,13 +341,21 @@ def _wait_with_rusage(
         now = time.monotonic()
         if progress is not None:
             progress(now - started)
+        if stop is not None and stop_at is None:
+            ready = _ready_at(stop[0])
+            if ready is not None:
+                stop_at = ready + stop[1]
+        if stop_at is not None and now >= stop_at:
+            proc.send_signal(signal.SIGINT)
+            stop, stop_at = None, None
         if now > deadline:
             log.warning("wrk overran its duration by %.0fs; stopping it", limit_s)
             proc.send_signal(signal.SIGKILL)
             _pid, status, rusage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             raise GeneratorError(f"wrk did not finish within {limit_s:.0f}s")
-        time.sleep(0.05)
+        pause = 0.05 if stop_at is None else min(0.05, max(0.001, stop_at - now))
+        time.sleep(pause)
 
 
 def generator_verdict(

@@ -311,3 +311,22 @@ def test_closed_loop_runs_every_connection_asked_for(delay_server, threads):
     assert out["connections"] == 5
     assert 5 % out["generator"]["threads"] == 0
     assert out["errors"] == 0
+
+
+def test_a_fractional_duration_is_run_as_asked(nginx):
+    # wrk takes whole seconds; a run of 1.5 s is stopped by the engine itself,
+    # cleanly, neither rounded up to 2 s nor cut short.
+    fast = engine.run_fast(
+        nginx.url, engine.HttpRequest("GET", "/healthz"), 2, 1.5, sample_interval=0.25
+    )
+    timed = engine.run_timed(
+        nginx.url,
+        [engine.Step("x", 1.0, [engine.HttpRequest("GET", "/healthz")])],
+        2,
+        1.5,
+        sample_interval=0.25,
+    )
+    for run in (fast, timed):
+        assert 1.45 <= run["duration_s"] < 1.95, run["duration_s"]
+        assert run["completed"] > 0 and run["errors"] == 0
+        assert 4 <= len(run["samples"]) <= 6, run["samples"]

@@ -70,3 +70,16 @@ function wrk.resolve(host, service)
 end
 
 nself_spec = dofile(os.getenv("NSELF_BENCH_SPEC"))
+
+-- Called at the end of each thread's init(): wrk starts its clock right after
+-- the last thread is ready, so that moment is written down for the controller,
+-- which stops a run of a fractional duration itself (wrk takes whole seconds).
+function nself_ready(index)
+  if index == nself_spec.threads - 1 then
+    local fh = io.open(os.getenv("NSELF_BENCH_READY"), "w")
+    if fh then
+      fh:write(string.format("%.6f", nself_now()))
+      fh:close()
+    end
+  end
+end

@@ -30,6 +30,7 @@ function init(args)
   -- Requests sent before this moment and still unanswered at the end have
   -- waited longer than the timeout: wrk itself never counts those.
   cutoff = nself_now() + spec.duration - spec.timeout
+  nself_ready(thread_index)
 end
 
 -- wrk calls request() once on its first thread right after init() to check

@@ -140,6 +140,7 @@ function init(args)
   collectgarbage()
 
   math.randomseed(spec.seed + thread_index * 7919)
+  nself_ready(thread_index)
 end
 
 function delay()
