@@ -50,8 +50,12 @@ def run_api(
     rate: float | None = None,
     known: Sequence[str] = (),
     sample_interval: float = 1.0,
+    launcher: Sequence[str] = (),
 ) -> Outcome:
-    """``bench-api``: load the endpoints, save the run and its report."""
+    """``bench-api``: load the endpoints, save the run and its report.
+
+    ``launcher`` is passed to the engine (see ``engine._run_wrk``).
+    """
     out = api.bench_api(
         base_url,
         endpoints,
@@ -60,6 +64,7 @@ def run_api(
         rate=rate,
         known=known,
         sample_interval=sample_interval,
+        launcher=launcher,
     )
     summary = out["summary"]
     text = render.api_table(summary)

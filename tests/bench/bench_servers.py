@@ -295,7 +295,9 @@ class SilentServer:
     """Accepts connections and reads requests but never answers any.
 
     A connection is closed when its peer closes it, so a long run does not
-    pile up descriptors.
+    pile up descriptors. ``first_requests()`` tells when each connection's
+    first bytes arrived (``time.monotonic()``: this server runs in the test's
+    own process).
     """
 
     def __init__(self) -> None:
@@ -308,6 +310,8 @@ class SilentServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.sock, selectors.EVENT_READ)
         self._stop = threading.Event()
+        self._first: dict[int, float] = {}
+        self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -327,6 +331,9 @@ class SilentServer:
                     continue
                 except ConnectionError:
                     data = b""
+                if data:
+                    with self._lock:
+                        self._first.setdefault(id(conn), time.monotonic())
                 if not data:
                     self._selector.unregister(conn)
                     conn.close()
@@ -337,6 +344,13 @@ class SilentServer:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    def first_requests(self) -> list[float]:
+        """When each connection since the last call first sent something."""
+        with self._lock:
+            times = sorted(self._first.values())
+            self._first.clear()
+        return times
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from bench_servers import REALTIME, closed_port_url
 
@@ -171,24 +173,44 @@ def test_5xx_answers_are_counted_as_errors(nginx):
     assert timed["error_kinds"]["http"] == fail["status"]["5xx"]
 
 
+def _sent_in_time(server, since: float, seconds: float) -> int:
+    """Connections whose request reached the server within ``seconds`` of ``since``.
+
+    wrk starts after ``since``, so such a request had the whole timeout to be
+    answered before the run ended: the engine must count it as a timeout.
+    """
+    return sum(1 for t in server.first_requests() if t < since + seconds)
+
+
 def test_requests_never_answered_are_counted_as_timeouts(silent_server):
+    # Each connection sends one request and waits for ever. One that starts
+    # late (after the end minus the timeout) is not yet a timeout when the run
+    # ends; every one that started in time is, and nothing else is.
+    silent_server.first_requests()
+    since = time.monotonic()
     fast = engine.run_fast(
-        silent_server.url, engine.HttpRequest("GET", "/"), 4, 2, timeout=1
+        silent_server.url, engine.HttpRequest("GET", "/"), 4, 3, timeout=1
     )
+    in_time = _sent_in_time(silent_server, since, 3 - 1)
     assert fast["completed"] == 0
-    assert fast["error_kinds"]["timeout"] == 4
+    assert 1 <= in_time <= fast["error_kinds"]["timeout"] <= 4, (in_time, fast)
+    assert fast["errors"] == fast["requests"] == fast["error_kinds"]["timeout"]
     assert fast["errors_pct"] == 100.0
 
+    since = time.monotonic()
     timed = engine.run_timed(
         silent_server.url,
         [engine.Step("root", 1.0, [engine.HttpRequest("GET", "/")])],
         3,
-        2,
+        3,
         timeout=1,
     )
+    in_time = _sent_in_time(silent_server, since, 3 - 1)
     assert timed["completed"] == 0
-    assert timed["error_kinds"]["timeout"] == 3
-    assert timed["errors"] == timed["requests"] == 3
+    assert 1 <= in_time <= timed["error_kinds"]["timeout"] <= 3, (in_time, timed)
+    assert timed["errors"] == timed["requests"] == timed["error_kinds"]["timeout"]
+    in_flight = timed["steps"][0]["in_flight"]
+    assert timed["error_kinds"]["timeout"] + in_flight == 3
 
 
 def test_refused_connections_are_counted_as_errors():

@@ -33,28 +33,44 @@ settings:
 
 
 def test_weights_are_honoured_within_two_points_over_10000_requests(nginx):
+    # Runs of 3 s until 10,000 requests are in, however busy the machine: the
+    # shares are judged over all of them.
     sc = scenario.parse(WEIGHTED, "weighted.yaml")
-    out = load.bench_load(nginx.url, sc, fill={"id": [1, 2, 3]}, seed=11)
-    summary = out["summary"]
-    assert summary["total_requests"] >= 10_000, summary
-    shares = {s["name"]: s["share_pct"] for s in summary["steps"]}
+    counts: dict[str, int] = {}
+    endpoints: dict[str, str] = {}
+    for run in range(5):
+        out = load.bench_load(
+            nginx.url, sc, fill={"id": [1, 2, 3]}, duration=3, seed=11 + run
+        )
+        summary = out["summary"]
+        assert summary["success_rate"] == 100.0
+        for step in summary["steps"]:
+            assert step["errors_pct"] == 0.0
+            assert step["p50_ms"] > 0
+            counts[step["name"]] = counts.get(step["name"], 0) + step["requests"]
+            endpoints[step["name"]] = step["endpoint"]
+        if sum(counts.values()) >= 10_000:
+            break
+    total = sum(counts.values())
+    assert total >= 10_000, counts
+    shares = {name: 100.0 * n / total for name, n in counts.items()}
     assert shares["half"] == pytest.approx(50, abs=2)
     assert shares["third"] == pytest.approx(30, abs=2)
     assert shares["fifth"] == pytest.approx(20, abs=2)
-    for step in summary["steps"]:
-        assert step["errors_pct"] == 0.0
-        assert step["p50_ms"] > 0
-    assert summary["success_rate"] == 100.0
-    assert [s["endpoint"] for s in summary["steps"]] == [
-        "GET /a",
-        "GET /b/{id}",
-        "POST /c",
-    ]
+    assert list(endpoints.values()) == ["GET /a", "GET /b/{id}", "POST /c"]
+
+
+def _mean(values: list[float]) -> float:
+    assert values
+    return sum(values) / len(values)
 
 
 def test_users_ramp_up_linearly(delay_server):
-    # 10 users, each doing one 20 ms request after another, started one by
-    # one over 2 s: throughput climbs from ~50 to ~500 req/s, then holds.
+    # 10 users, each doing one 20 ms request after another, started one every
+    # 0.3 s over 3 s: throughput climbs from ~50 to ~500 req/s, then holds.
+    # Judged on half-second windows: the first after the start has at most 4
+    # users going (under half of the end's), the one around 1.5 s some 4 to 8,
+    # and those after the ramp all 10.
     delay_server.delay_s = 0.020
     delay_server.applied_ms()
     sc = scenario.parse(WEIGHTED.replace("{id}", "1"), "ramp.yaml")
@@ -62,19 +78,17 @@ def test_users_ramp_up_linearly(delay_server):
         delay_server.url,
         sc,
         users=10,
-        duration=3,
-        ramp_up=2,
-        sample_interval=0.25,
+        duration=4.5,
+        ramp_up=3,
+        sample_interval=0.5,
     )
     samples = out["result"]["samples"]
-    early = [s["rps"] for s in samples if s["t"] < 0.75]
-    late = [s["rps"] for s in samples if s["t"] >= 2.25]
-    assert early and late
-    assert max(early) < 0.5 * min(late)
-    # Each quarter second a little higher than two quarters before, during
-    # the ramp (one step of noise allowed).
-    ramp = [s["rps"] for s in samples if s["t"] < 2.0]
-    assert all(b > a for a, b in zip(ramp, ramp[2:], strict=False))
+    early = _mean([s["rps"] for s in samples if s["t"] <= 0.5])
+    middle = _mean([s["rps"] for s in samples if 1.25 <= s["t"] <= 1.75])
+    late = _mean([s["rps"] for s in samples if 3.25 <= s["t"] <= 4.0])
+    assert early < 0.5 * late, samples
+    assert early < middle < late, samples
+    assert 0.3 * late < middle < 0.9 * late, samples
     # The step's median is judged against the delay the server really applied:
     # the VM's stalls stretch its 20 ms sleeps now and then.
     applied = stats.percentile(delay_server.applied_ms(), 50)
