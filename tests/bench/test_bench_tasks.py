@@ -142,7 +142,11 @@ def test_bench_api_on_the_local_stack(invoke, nself, local_stack, bench_dirs):
     saved = invoke("bench-baseline-save")
     assert saved.returncode == 0, saved
     compared = invoke("bench-compare", "--with", "last", "--format", "json")
-    assert "rows" in json.loads(compared.stdout)
+    # One-second runs hold no whole interval to judge: nothing judged, exit 3.
+    assert compared.returncode == 3, compared
+    report = json.loads(compared.stdout)
+    assert report["judged"] == 0 and "rows" in report
+    assert "NOTHING JUDGED" in compared.stderr
 
 
 @pytest.mark.stack
