@@ -10,6 +10,9 @@ short_description: Report each service's desired and running replicas, limits an
 description:
   - Compares the environment's C(scaling.yaml) with what the runtime actually runs, and
     samples each running instance's CPU use (over half a second) and memory.
+  - Reads back the limits each running instance really has where they are enforced
+    (its cgroups, or the engine's view of its container) and says per service whether
+    they are the desired ones.
   - For PostgreSQL with a memory limit, also returns the memory settings computed from it.
   - Changes nothing.
 options:
@@ -57,9 +60,11 @@ services:
       running: 3
       resources: {limits: {memory: 512M, cpus: "0.5"}, reservations: {memory: 256M}}
       autoscale: null
+      limits_in_force: true
       instances:
         - {name: api_1, endpoint: "127.0.0.1:18101", state: RUNNING, cpu_percent: 1.5,
-           memory_bytes: 73400320}
+           memory_bytes: 73400320, limits: {memory: 512M, cpus: "0.5"},
+           limits_match: true}
 enforcement:
   description: Why limits are not enforced on this host, or null when they are.
   returned: always
@@ -136,6 +141,17 @@ def main() -> None:
                 instance["cpu_percent"] = figures.get("cpu_percent")
                 instance["memory_bytes"] = figures.get("memory_bytes")
         enforcement = runtime.enforcement()
+        if not enforcement:
+            in_force = runtime.limits_in_force(everything)
+            for entry in entries:
+                want = scaling.parse_resources(entry["resources"]).get("limits", {})
+                running = [i for i in entry["instances"] if i["name"] in in_force]
+                for instance in running:
+                    have = in_force[instance["name"]]
+                    written = scaling.compose_resources({"limits": have})
+                    instance["limits"] = written.get("limits", {})
+                    instance["limits_match"] = scaling.same_limits(want, have)
+                entry["limits_in_force"] = all(i["limits_match"] for i in running)
     except (RuntimeFailure, SupervisorError, OSError) as exc:
         module.fail_json(msg="reading the scaling of %s: %s" % (p["env"], exc))
     module.exit_json(changed=False, services=entries, enforcement=enforcement)

@@ -32,6 +32,8 @@ def read(env: str, service: str | None = None) -> dict:
                     "reservations": resources.get("reservations", {}),
                 },
                 "autoscale": entry["autoscale"],
+                # None where limits are not enforced, so nothing could be read back.
+                "limits_in_force": entry.get("limits_in_force"),
                 "instances": [
                     {
                         "name": i["name"],
@@ -39,6 +41,7 @@ def read(env: str, service: str | None = None) -> dict:
                         "state": i["state"],
                         "cpu_percent": i["cpu_percent"],
                         "memory_bytes": i["memory_bytes"],
+                        "limits": i.get("limits"),
                     }
                     for i in entry["instances"]
                 ],
@@ -65,6 +68,27 @@ def _autoscale(settings: dict | None) -> str:
     )
 
 
+def _reserved(reservations: dict) -> str:
+    parts = [reservations[k] for k in ("memory", "cpus") if reservations.get(k)]
+    return " / ".join(parts) or "none"
+
+
+def _limits(limits: dict | None) -> str:
+    """An instance's limits in force: "512M / 0.5 CPU", "none", or "-" unknown."""
+    if limits is None:
+        return "-"
+    parts = []
+    if limits.get("memory"):
+        parts.append(limits["memory"])
+    if limits.get("cpus"):
+        parts.append(limits["cpus"] + " CPU")
+    return " / ".join(parts) or "none"
+
+
+def _in_force(value: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "-"}[value]
+
+
 def render(env: str, report: dict) -> str:
     rows = [
         [
@@ -72,11 +96,16 @@ def render(env: str, report: dict) -> str:
             "%d/%d" % (s["running"], s["replicas"]),
             s["resources"]["memory"] or "none",
             s["resources"]["cpus"] or "none",
+            _reserved(s["resources"]["reservations"]),
+            _in_force(s["limits_in_force"]),
             _autoscale(s["autoscale"]),
         ]
         for s in report["services"]
     ]
-    lines = columns(["Service", "Running", "Memory", "CPUs", "Autoscale"], rows)
+    lines = columns(
+        ["Service", "Running", "Memory", "CPUs", "Reserved", "In force", "Autoscale"],
+        rows,
+    )
     lines.append("")
     instance_rows = [
         [
@@ -85,11 +114,14 @@ def render(env: str, report: dict) -> str:
             i["state"].lower(),
             "-" if i["cpu_percent"] is None else "%.1f%%" % i["cpu_percent"],
             _mib(i["memory_bytes"]),
+            _limits(i["limits"]),
         ]
         for s in report["services"]
         for i in s["instances"]
     ]
-    lines += columns(["Instance", "Endpoint", "State", "CPU", "Memory"], instance_rows)
+    lines += columns(
+        ["Instance", "Endpoint", "State", "CPU", "Memory", "Limits"], instance_rows
+    )
     if report["enforcement"]:
         lines += ["", "Limits are recorded but not enforced: " + report["enforcement"]]
     return box("Scaling: %s" % env, lines)

@@ -46,6 +46,24 @@ def version(root: str = V1_ROOT) -> int | None:
     return None
 
 
+def _quota(cpus: float) -> int:
+    """A CPU limit as the CFS quota per period, in microseconds."""
+    return round(cpus * CFS_PERIOD)
+
+
+def as_enforced(limits: dict) -> dict:
+    """Limits as the kernel holds them once written: memory in whole pages, CPUs
+    in whole microseconds of quota. Comparing in these units keeps a limit that
+    is already in force from looking changed."""
+    enforced = dict(limits)
+    if enforced.get("memory"):
+        page = os.sysconf("SC_PAGE_SIZE")
+        enforced["memory"] = enforced["memory"] // page * page
+    if enforced.get("cpus"):
+        enforced["cpus"] = _quota(enforced["cpus"]) / CFS_PERIOD
+    return enforced
+
+
 class Cgroups:
     """The cgroups of one environment's instances."""
 
@@ -74,17 +92,19 @@ class Cgroups:
     # -- can limits be enforced ----------------------------------------------------
 
     def unavailable(self) -> str | None:
-        """Why limits cannot be enforced on this host, or None when they can."""
+        """Why limits cannot be enforced on this host, or None when they can.
+
+        Only looks: the folders are created when an instance is first limited, so a
+        dry run or a status query leaves the kernel's cgroups as they were.
+        """
         if self.version is None:
             return "the host offers no memory and cpu cgroup controllers"
-        probe = self.paths("probe")["memory"]
-        parent = os.path.dirname(probe)
-        try:
-            os.makedirs(parent, exist_ok=True)
-            if self.version == 2:
-                self._enable_v2_controllers(parent)
-        except OSError as exc:
-            return "cgroups cannot be created here (%s)" % exc.strerror
+        for path in set(self.paths("probe").values()):
+            existing = os.path.dirname(path)
+            while not os.path.isdir(existing):
+                existing = os.path.dirname(existing)
+            if not os.access(existing, os.W_OK):
+                return "cgroups cannot be created here (%s is not writable)" % existing
         return None
 
     def _enable_v2_controllers(self, leaf_parent: str) -> None:
@@ -134,8 +154,7 @@ class Cgroups:
                     "memory.low": str(soft or 0),
                 },
                 "cpu": {
-                    "cpu.max": "%s %d"
-                    % (int(cpus * CFS_PERIOD) if cpus else "max", CFS_PERIOD),
+                    "cpu.max": "%s %d" % (_quota(cpus) if cpus else "max", CFS_PERIOD),
                     "cpu.weight": str(max(1, min(10000, int(100 * (share or 1))))),
                 },
             }
@@ -146,7 +165,7 @@ class Cgroups:
             },
             "cpu": {
                 "cpu.cfs_period_us": str(CFS_PERIOD),
-                "cpu.cfs_quota_us": str(int(cpus * CFS_PERIOD)) if cpus else "-1",
+                "cpu.cfs_quota_us": str(_quota(cpus)) if cpus else "-1",
                 "cpu.shares": str(max(2, int(1024 * (share or 1)))),
             },
         }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.nself import scaling
-from ansible.module_utils.nself.runtime import Change, Runtime, RuntimeFailure
+from ansible.module_utils.nself.runtime import Change, Instance, Runtime, RuntimeFailure
 from ansible.module_utils.nself.scaling import (
     format_cpus,
     format_memory,
@@ -206,6 +206,31 @@ def containers_usage(client, names: list[str]) -> dict[str, dict]:
     return results
 
 
+def containers_limits(client, names: list[str]) -> dict[str, dict]:
+    """The memory and CPU limits of each container, as the engine holds them."""
+    import docker
+
+    limits = {}
+    for name in names:
+        try:
+            host = client.containers.get(name).attrs.get("HostConfig") or {}
+        except docker.errors.NotFound:
+            continue
+        except Exception as exc:
+            raise RuntimeFailure(
+                "read the limits of %s from the engine: %s" % (name, exc)
+            ) from exc
+        found = {}
+        if host.get("Memory"):
+            found["memory"] = int(host["Memory"])
+        if host.get("NanoCpus"):
+            found["cpus"] = host["NanoCpus"] / 1e9
+        elif host.get("CpuQuota") and host.get("CpuPeriod"):
+            found["cpus"] = host["CpuQuota"] / host["CpuPeriod"]
+        limits[name] = found
+    return limits
+
+
 class DeployRuntime(Runtime):
     """A runtime that applies a whole `deploy:` section at once (Compose, Swarm).
 
@@ -233,6 +258,9 @@ class DeployRuntime(Runtime):
         return self._apply(
             service, check, 60.0, definition, replicas=replicas, mode="shrink"
         )
+
+    def limits_in_force(self, instances: list[Instance]) -> dict[str, dict]:
+        return containers_limits(self.client, [i.name for i in instances if i.running])
 
     def set_resources(self, service, resources, check, wait_timeout=60.0) -> Change:
         return self._apply(

@@ -10,7 +10,7 @@ import sys
 import time
 
 from ansible.module_utils.nself import launcher  # noqa: F401 - shipped to hosts
-from ansible.module_utils.nself.cgroups import Cgroups
+from ansible.module_utils.nself.cgroups import Cgroups, as_enforced
 from ansible.module_utils.nself.health import wait_healthy
 from ansible.module_utils.nself.runtime import (
     Change,
@@ -264,7 +264,7 @@ class ProcessRuntime(Runtime):
         for instance in self.instances(service):
             if not instance.running:
                 continue
-            want = {k: v for k, v in resources.get("limits", {}).items()}
+            want = as_enforced(resources.get("limits", {}))
             have = (self.cgroups.current(instance.name) or {}).get("limits", {})
             members = set(self.cgroups.members(instance.name))
             if have == want and instance.pid in members:
@@ -279,6 +279,15 @@ class ProcessRuntime(Runtime):
                     for pid in [instance.pid] + _descendants(instance.pid):
                         self.cgroups.join(instance.name, pid)
         return change
+
+    def limits_in_force(self, instances: list[Instance]) -> dict[str, dict]:
+        if self.enforcement():
+            return {}
+        return {
+            i.name: (self.cgroups.current(i.name) or {}).get("limits", {})
+            for i in instances
+            if i.running
+        }
 
     def usage(self, instances: list[Instance]) -> dict[str, dict]:
         """CPU % over a short sample and memory now, for each running instance."""

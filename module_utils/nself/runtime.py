@@ -248,6 +248,11 @@ class Runtime:
         """Why resource limits cannot be enforced here, or None when they can."""
         return None
 
+    def limits_in_force(self, instances: list[Instance]) -> dict[str, dict]:
+        """The limits each running instance really has, read back from where they
+        are enforced: {"api_1": {"memory": bytes, "cpus": float}}; {} for none."""
+        raise NotImplementedError
+
     def stop_all(self, check: bool) -> Change:
         raise NotImplementedError
 

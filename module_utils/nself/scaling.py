@@ -139,6 +139,17 @@ def parse_resources(resources: dict | None) -> dict:
     return parsed
 
 
+def same_limits(desired: dict, actual: dict) -> bool:
+    """Whether limits in force match the desired ones (parsed), allowing for the
+    rounding of where they are enforced: a page of memory, a microsecond of CPU
+    quota per 100 ms."""
+    if set(desired) != set(actual):
+        return False
+    if abs(desired.get("memory", 0) - actual.get("memory", 0)) >= 4096:
+        return False
+    return abs(desired.get("cpus", 0) - actual.get("cpus", 0)) < 2e-5
+
+
 def compose_resources(resources: dict | None) -> dict:
     """Resources in Compose's spelling from either shape."""
     written: dict = {}

@@ -132,3 +132,48 @@ def test_swarm_scale_out_to_3_status_and_in(tasks_swarm_env):
     assert service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
     assert len(running_tasks()) == 1
     assert desired_replicas(state_dir) == 1
+
+
+def _scale_up_then_status(env: dict, env_name: str) -> dict:
+    ok(
+        invoke(
+            env,
+            "scale-up",
+            "--env",
+            env_name,
+            "--service",
+            "api",
+            "--memory",
+            "64M",
+            "--cpu",
+            "0.5",
+        )
+    )
+    status = json.loads(
+        ok(invoke(env, "scale-status", "--env", env_name, "--format", "json")).stdout
+    )
+    (api,) = [s for s in status["services"] if s["name"] == "api"]
+    assert api["resources"]["memory"] == "64M"
+    assert api["resources"]["cpus"] == "0.5"
+    # Read back from the engine, not from scaling.yaml.
+    assert api["limits_in_force"] is True
+    running = [i for i in api["instances"] if i["limits"] is not None]
+    assert len(running) == api["running"] > 0
+    for instance in running:
+        assert instance["limits"] == {"memory": "64M", "cpus": "0.5"}
+    return dict(api, instances=running)
+
+
+def test_compose_limits_show_as_in_force(docker_client, tasks_compose_env):
+    api = _scale_up_then_status(tasks_compose_env["env"], "compose")
+    for instance in api["instances"]:
+        host = docker_client.containers.get(instance["name"]).attrs["HostConfig"]
+        assert host["Memory"] == 64 * 1024**2
+        assert host["NanoCpus"] == 500_000_000
+
+
+def test_swarm_limits_show_as_in_force(docker_client, tasks_swarm_env):
+    api = _scale_up_then_status(tasks_swarm_env["env"], "swarm")
+    for instance in api["instances"]:
+        host = docker_client.containers.get(instance["name"]).attrs["HostConfig"]
+        assert host["Memory"] == 64 * 1024**2
