@@ -549,7 +549,6 @@ def scale_down(
 
 
 @task(
-    optional=["service"],
     help={
         "service": "Show only this service.",
         "env": ENV_HELP,

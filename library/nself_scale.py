@@ -20,11 +20,16 @@ description:
   - I(action=resources) sets memory and CPU limits (reservations are half of them) and
     applies them to every instance; where the host cannot enforce them, the task says
     so in a warning instead of pretending.
+  - I(action=plan) computes the limits I(action=resources) would set, and what they
+    mean for PostgreSQL's memory settings, changing nothing; a playbook uses it to
+    retune PostgreSQL before its memory shrinks.
+  - Services listed in I(load_balanced) keep at least one replica, as the load
+    balancer in front of them needs a server to send requests to.
 options:
   action:
     description: What to change.
     type: str
-    choices: [grow, shrink, resources]
+    choices: [grow, shrink, plan, resources]
     required: true
   service:
     description: The service to scale.
@@ -41,6 +46,11 @@ options:
     description: The most replicas the service may have.
     type: int
     default: 10
+  load_balanced:
+    description: Services behind the load balancer, which need at least one replica.
+    type: list
+    elements: str
+    default: []
   memory:
     description: Memory limit, a size such as C(512M) or C(4G).
     type: str
@@ -122,21 +132,25 @@ replicas:
   type: int
 endpoints:
   description: The endpoints the load balancer must list for that count.
-  returned: when action is grow
+  returned: when action is grow, or resources for a service in I(load_balanced)
   type: list
   elements: str
 resources:
   description: The limits and reservations set, as scaling.yaml spells them.
-  returned: when action is resources
+  returned: when action is plan or resources
   type: dict
   sample: {limits: {memory: 4G, cpus: "2"}, reservations: {memory: 2G, cpus: "1"}}
+lowers_memory:
+  description: Whether the new memory limit is below the one recorded before.
+  returned: when action is plan or resources
+  type: bool
 enforced:
   description: Whether the host enforces the limits.
   returned: when action is resources
   type: bool
 postgres_settings:
   description: PostgreSQL memory settings computed from the memory limit.
-  returned: when action is resources and the service is postgres with a memory limit
+  returned: when action is plan or resources and the service is postgres with memory
   type: dict
 actions:
   description: What was done, or would be done in check mode.
@@ -145,6 +159,7 @@ actions:
   elements: str
 """
 
+import math
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -167,15 +182,21 @@ class BadInput(Exception):
     """A value the operator gave is not acceptable; nothing was changed."""
 
 
+# The smallest limits worth setting: a program needs a few megabytes to start at all,
+# and the kernel's scheduler takes no CPU quota below a millisecond per 100 ms.
+MIN_MEMORY = 6 * 1024**2
+MIN_CPUS = 0.01
+
+
 def _memory(value: str, what: str) -> int:
     try:
         parsed = scaling.parse_memory(value)
     except RuntimeFailure:
         parsed = None
-    if parsed is None or parsed <= 0:
+    if parsed is None or parsed < MIN_MEMORY:
         raise BadInput(
-            "invalid %s %r; use a positive size with an optional unit K, M, G or T "
-            "(for example 512M or 4G)" % (what, value)
+            "invalid %s %r; use a size of at least 6M with an optional unit K, M, G "
+            "or T (for example 512M or 4G)" % (what, value)
         )
     return parsed
 
@@ -185,10 +206,10 @@ def _cpus(value: str, what: str) -> float:
         parsed = float(value)
     except (TypeError, ValueError):
         parsed = None
-    if parsed is None or parsed <= 0:
+    if parsed is None or not math.isfinite(parsed) or parsed < MIN_CPUS:
         raise BadInput(
-            "invalid %s %r; use a number of CPUs greater than 0 (for example 0.5 or 2)"
-            % (what, value)
+            "invalid %s %r; use a number of CPUs of at least 0.01 (for example 0.5 "
+            "or 2)" % (what, value)
         )
     return parsed
 
@@ -222,10 +243,12 @@ def target_replicas(p: dict, current: int) -> int:
             "services with replicas: %s" % (p["service"], ", ".join(replicable))
         )
     wanted = p["replicas"] if p["replicas"] is not None else current + p["delta"]
-    if not 0 <= wanted <= p["ceiling"]:
+    lowest = 1 if p["service"] in p["load_balanced"] else 0
+    if not lowest <= wanted <= p["ceiling"]:
+        why = " (it is behind the load balancer)" if lowest else ""
         raise BadInput(
-            "invalid replica count %d for %s; valid counts: 0 to %d"
-            % (wanted, p["service"], p["ceiling"])
+            "invalid replica count %d for %s%s; valid counts: %d to %d"
+            % (wanted, p["service"], why, lowest, p["ceiling"])
         )
     return wanted
 
@@ -255,21 +278,26 @@ def plan_resources(p: dict) -> tuple[dict, list[str]]:
         base_m = current.get("memory") or _memory(p["default_memory"], "memory")
         base_c = current.get("cpus") or _cpus(p["default_cpus"], "cpu")
         factor = 2 if p["step"] == "up" else 0.5
+        if p["runtime"] == "process":
+            # Processes share this host's CPUs: a step stops at their number.
+            high_c = min(high_c, float(os.cpu_count() or 1))
         memory = int(min(high_m, max(low_m, base_m * factor)))
         cpus = round(min(high_c, max(low_c, base_c * factor)), 3)
         if memory == base_m:
-            notes.append("memory is already at its bound of %s" % p["memory_bounds"])
+            notes.append(
+                "memory is already at its bound (%s to %s)" % tuple(p["memory_bounds"])
+            )
         if cpus == base_c:
-            notes.append("cpus are already at their bound of %s" % p["cpu_bounds"])
+            notes.append("cpus are already at their bound (%g to %g)" % (low_c, high_c))
     else:
         memory = memory or current.get("memory")
         cpus = cpus or current.get("cpus")
-    host_cpus = os.cpu_count() or 1
-    if cpus is not None and cpus > host_cpus:
-        raise BadInput(
-            "invalid cpu %s; this host has %d CPUs, so valid values are more than 0 "
-            "and at most %d" % (p["cpus"] or cpus, host_cpus, host_cpus)
-        )
+        host_cpus = os.cpu_count() or 1
+        if p["runtime"] == "process" and p["cpus"] and cpus > host_cpus:
+            raise BadInput(
+                "invalid cpu %s; this host has %d CPUs, so valid values are from "
+                "0.01 to %d" % (p["cpus"], host_cpus, host_cpus)
+            )
     limits, reservations = {}, {}
     if memory:
         limits["memory"] = memory
@@ -284,13 +312,16 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             action=dict(
-                type="str", choices=["grow", "shrink", "resources"], required=True
+                type="str",
+                choices=["grow", "shrink", "plan", "resources"],
+                required=True,
             ),
             service=dict(type="str", required=True),
             **ENVIRONMENT_SPEC,
             replicas=dict(type="int"),
             delta=dict(type="int", default=0),
             ceiling=dict(type="int", default=10),
+            load_balanced=dict(type="list", elements="str", default=[]),
             memory=dict(type="str"),
             cpus=dict(type="str"),
             step=dict(type="str", choices=["up", "down"]),
@@ -347,27 +378,44 @@ def main() -> None:
             resources, notes = plan_resources(p)
             for note in notes:
                 module.warn("%s: %s" % (p["service"], note))
-            write_desired(
-                path,
-                scaling.with_resources(desired, p["service"], resources),
-                check,
-                change,
-            )
-            change.merge(
-                runtime.set_resources(p["service"], resources, check, p["wait_timeout"])
-            )
-            reason = runtime.enforcement()
-            if reason:
-                module.warn(
-                    "the limits of %s are recorded in scaling.yaml but not enforced: %s"
-                    % (p["service"], reason)
-                )
             result["resources"] = scaling.compose_resources(resources)
-            result["enforced"] = reason is None
-            if p["service"] == "postgres" and resources["limits"].get("memory"):
-                result["postgres_settings"] = tune(
-                    resources["limits"]["memory"], p["max_connections"]
+            before = scaling.parse_resources(
+                scaling.desired_resources(p["state_dir"], p["service"])
+            ).get("limits", {})
+            memory = resources["limits"].get("memory")
+            result["lowers_memory"] = bool(
+                memory and before.get("memory") and memory < before["memory"]
+            )
+            if p["service"] == "postgres" and memory:
+                result["postgres_settings"] = tune(memory, p["max_connections"])
+            if p["action"] == "resources":
+                write_desired(
+                    path,
+                    scaling.with_resources(desired, p["service"], resources),
+                    check,
+                    change,
                 )
+                change.merge(
+                    runtime.set_resources(
+                        p["service"], resources, check, p["wait_timeout"]
+                    )
+                )
+                reason = runtime.enforcement()
+                if reason:
+                    module.warn(
+                        "the limits of %s are recorded in scaling.yaml but not "
+                        "enforced: %s" % (p["service"], reason)
+                    )
+                result["enforced"] = reason is None
+                if p["service"] in p["load_balanced"]:
+                    # New limits can replace containers (a Swarm task gets a new
+                    # name), so the load balancer's list is given again.
+                    count = scaling.desired_replicas(
+                        p["state_dir"],
+                        p["service"],
+                        default=len(runtime.instances(p["service"])),
+                    )
+                    result["endpoints"] = runtime.planned_endpoints(p["service"], count)
     except BadInput as exc:
         module.fail_json(msg="scaling %s: %s" % (p["service"], exc), **result)
     except (RuntimeFailure, SupervisorError, OSError) as exc:

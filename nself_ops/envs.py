@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 from pathlib import Path
 
 from nself_ops import PROJECT_DIR
@@ -13,7 +12,7 @@ from nself_ops import PROJECT_DIR
 INVENTORIES = Path(os.environ.get("NSELF_INVENTORIES") or PROJECT_DIR / "inventories")
 
 # Services every environment has, in the order status lists them.
-SERVICES = ("postgres", "pgbouncer", "redis", "api", "nginx")
+SERVICES = ("postgres", "redis", "api", "nginx")
 
 
 class InputError(ValueError):
@@ -63,18 +62,3 @@ def service_user() -> str:
 
 def state_dir(env: str) -> Path:
     return state_root() / env
-
-
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)B?$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_memory(text: str) -> int:
-    """Bytes from a Compose-style size such as 512M or 4G."""
-    match = _SIZE.match(str(text).strip())
-    if not match:
-        raise InputError(
-            "invalid memory %r; use a number with an optional unit K, M, G or T "
-            "(for example 512M or 4G)" % text
-        )
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
