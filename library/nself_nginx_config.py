@@ -46,9 +46,11 @@ options:
     type: bool
     default: true
   reload_timeout:
-    description: Seconds to wait for the old workers to drain and exit.
+    description:
+      - Seconds to wait for the old workers to drain and exit; longer than nginx's
+        C(worker_shutdown_timeout), so that a slow request ends before the wait does.
     type: int
-    default: 30
+    default: 45
 attributes:
   check_mode:
     support: full
@@ -93,7 +95,7 @@ def main() -> None:
             binary=dict(type="path", default="/usr/sbin/nginx"),
             user=dict(type="str"),
             reload=dict(type="bool", default=True),
-            reload_timeout=dict(type="int", default=30),
+            reload_timeout=dict(type="int", default=45),
         ),
         supports_check_mode=True,
     )
