@@ -27,7 +27,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "system packages: installing ${missing[*]}"
 "${sudo[@]}" apt-get update -qq
-# Installing the server packages must not start system-wide copies of the services:
-# every environment runs its own, under its own supervisor.
+# Installing the server packages must not start system-wide copies of the services
+# (nginx's default site on port 80 of every address, a system PostgreSQL, Redis and
+# PgBouncer): every environment runs its own, under its own supervisor. Package scripts
+# ask /usr/sbin/policy-rc.d before they start a service, under systemd too; one that
+# answers 101 ("not allowed") is in place for the install, unless the machine has one.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+  "${sudo[@]}" chmod 755 "$policy"
+  trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
