@@ -16,6 +16,7 @@ Options (from the inventory's `nself_runtime_options`):
 
 from __future__ import annotations
 
+import calendar
 import copy
 import os
 import re
@@ -73,6 +74,21 @@ def _number(container) -> int:
         return int(container.labels.get(NUMBER_LABEL, 0))
     except ValueError:
         return 0
+
+
+# How long a container without a health check must have run to count as started.
+MIN_UPTIME_S = 1.0
+
+
+def _uptime(state: dict) -> float:
+    """Seconds since the engine started a container, from its State.StartedAt."""
+    started = state.get("StartedAt") or ""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", started)
+    if not match:
+        return 0.0
+    seconds = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
+    seconds += float(match.group(2) or 0)
+    return time.time() - seconds
 
 
 class ComposeRuntime(DeployRuntime):
@@ -470,9 +486,15 @@ class ComposeRuntime(DeployRuntime):
                     )
                 )
             for container in running:
-                health = (container.attrs.get("State") or {}).get("Health")
+                state = container.attrs.get("State") or {}
+                health = state.get("Health")
                 if health and health.get("Status") != "healthy":
                     problems.append("%s is %s" % (container.name, health["Status"]))
+                elif not health and _uptime(state) < MIN_UPTIME_S:
+                    # Without a health check, a container counts as started once it
+                    # has stayed up a moment, as supervisor's startsecs counts a
+                    # program: one that dies at once is then seen dying.
+                    problems.append("%s has only just started" % container.name)
                 if resources is not None and not self._resources_match(
                     container, resources
                 ):
