@@ -308,6 +308,68 @@ def plan_resources(p: dict) -> tuple[dict, list[str]]:
     return {"limits": limits, "reservations": reservations}, notes
 
 
+def current_replicas(p: dict, runtime) -> int:
+    """The recorded replica count, or what runs where none is recorded yet."""
+    return scaling.desired_replicas(
+        p["state_dir"], p["service"], default=len(runtime.instances(p["service"]))
+    )
+
+
+def scale_replicas(p: dict, runtime, check: bool, change: Change, result: dict):
+    """grow: record the count and start what is missing; shrink: stop the rest."""
+    wanted = target_replicas(p, current_replicas(p, runtime))
+    result["replicas"] = wanted
+    if p["action"] == "shrink":
+        change.merge(runtime.shrink(p["service"], wanted, check))
+        return
+    path = scaling.scaling_path(p["state_dir"])
+    desired = scaling.with_replicas(scaling.load(p["state_dir"]), p["service"], wanted)
+    write_desired(path, desired, check, change)
+    change.merge(runtime.grow(p["service"], wanted, check, p["wait_timeout"]))
+    result["endpoints"] = runtime.planned_endpoints(p["service"], wanted)
+
+
+def scale_resources(module, runtime, check: bool, change: Change, result: dict):
+    """plan: the limits and what they mean; resources: record and apply them too."""
+    p = module.params
+    resources, notes = plan_resources(p)
+    for note in notes:
+        module.warn("%s: %s" % (p["service"], note))
+    result["resources"] = scaling.compose_resources(resources)
+    before = scaling.parse_resources(
+        scaling.desired_resources(p["state_dir"], p["service"])
+    ).get("limits", {})
+    memory = resources["limits"].get("memory")
+    result["lowers_memory"] = bool(
+        memory and before.get("memory") and memory < before["memory"]
+    )
+    if p["service"] == "postgres" and memory:
+        result["postgres_settings"] = tune(memory, p["max_connections"])
+    if p["action"] == "plan":
+        return
+    path = scaling.scaling_path(p["state_dir"])
+    desired = scaling.with_resources(
+        scaling.load(p["state_dir"]), p["service"], resources
+    )
+    write_desired(path, desired, check, change)
+    change.merge(
+        runtime.set_resources(p["service"], resources, check, p["wait_timeout"])
+    )
+    reason = runtime.enforcement()
+    if reason:
+        module.warn(
+            "the limits of %s are recorded in scaling.yaml but not enforced: %s"
+            % (p["service"], reason)
+        )
+    result["enforced"] = reason is None
+    if p["service"] in p["load_balanced"]:
+        # New limits can replace containers (a Swarm task gets a new name), so the
+        # load balancer's list is given again.
+        result["endpoints"] = runtime.planned_endpoints(
+            p["service"], current_replicas(p, runtime)
+        )
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -346,76 +408,15 @@ def main() -> None:
     check = module.check_mode
     change = Change()
     result: dict = {}
-    path = scaling.scaling_path(p["state_dir"])
     try:
         runtime = get_runtime(
             p["runtime"], p["state_dir"], p["env"], p["runtime_options"]
         )
         check_service(p, runtime)
-        desired = scaling.load(p["state_dir"])
         if p["action"] in ("grow", "shrink"):
-            current = scaling.desired_replicas(
-                p["state_dir"],
-                p["service"],
-                default=len(runtime.instances(p["service"])),
-            )
-            wanted = target_replicas(p, current)
-            result["replicas"] = wanted
-            if p["action"] == "grow":
-                write_desired(
-                    path,
-                    scaling.with_replicas(desired, p["service"], wanted),
-                    check,
-                    change,
-                )
-                change.merge(
-                    runtime.grow(p["service"], wanted, check, p["wait_timeout"])
-                )
-                result["endpoints"] = runtime.planned_endpoints(p["service"], wanted)
-            else:
-                change.merge(runtime.shrink(p["service"], wanted, check))
+            scale_replicas(p, runtime, check, change, result)
         else:
-            resources, notes = plan_resources(p)
-            for note in notes:
-                module.warn("%s: %s" % (p["service"], note))
-            result["resources"] = scaling.compose_resources(resources)
-            before = scaling.parse_resources(
-                scaling.desired_resources(p["state_dir"], p["service"])
-            ).get("limits", {})
-            memory = resources["limits"].get("memory")
-            result["lowers_memory"] = bool(
-                memory and before.get("memory") and memory < before["memory"]
-            )
-            if p["service"] == "postgres" and memory:
-                result["postgres_settings"] = tune(memory, p["max_connections"])
-            if p["action"] == "resources":
-                write_desired(
-                    path,
-                    scaling.with_resources(desired, p["service"], resources),
-                    check,
-                    change,
-                )
-                change.merge(
-                    runtime.set_resources(
-                        p["service"], resources, check, p["wait_timeout"]
-                    )
-                )
-                reason = runtime.enforcement()
-                if reason:
-                    module.warn(
-                        "the limits of %s are recorded in scaling.yaml but not "
-                        "enforced: %s" % (p["service"], reason)
-                    )
-                result["enforced"] = reason is None
-                if p["service"] in p["load_balanced"]:
-                    # New limits can replace containers (a Swarm task gets a new
-                    # name), so the load balancer's list is given again.
-                    count = scaling.desired_replicas(
-                        p["state_dir"],
-                        p["service"],
-                        default=len(runtime.instances(p["service"])),
-                    )
-                    result["endpoints"] = runtime.planned_endpoints(p["service"], count)
+            scale_resources(module, runtime, check, change, result)
     except BadInput as exc:
         module.fail_json(msg="scaling %s: %s" % (p["service"], exc), **result)
     except (RuntimeFailure, SupervisorError, OSError) as exc:
