@@ -64,6 +64,21 @@ def as_enforced(limits: dict) -> dict:
     return enforced
 
 
+def _write_order(path: str, files: dict[str, str]) -> list[tuple[str, str]]:
+    """Control files in an order the kernel accepts: in v1 the memory limit may never
+    exceed the memory-and-swap limit, so when the limit rises memory-and-swap goes
+    first, and when it falls, last."""
+    items = list(files.items())
+    memsw = "memory.memsw.limit_in_bytes"
+    if memsw not in files:
+        return items
+    current = int(_read(os.path.join(path, "memory.limit_in_bytes")) or V1_UNLIMITED)
+    new = int(files["memory.limit_in_bytes"])
+    rising = new < 0 or new > current
+    rest = [item for item in items if item[0] != memsw]
+    return [(memsw, files[memsw])] + rest if rising else rest + [(memsw, files[memsw])]
+
+
 class Cgroups:
     """The cgroups of one environment's instances."""
 
@@ -148,7 +163,7 @@ class Cgroups:
         memory, cpus = limits.get("memory"), limits.get("cpus")
         soft, share = reservations.get("memory"), reservations.get("cpus")
         if self.version == 2:
-            return {
+            files = {
                 "memory": {
                     "memory.max": str(memory) if memory else "max",
                     "memory.low": str(soft or 0),
@@ -158,7 +173,11 @@ class Cgroups:
                     "cpu.weight": str(max(1, min(10000, int(100 * (share or 1))))),
                 },
             }
-        return {
+            if self._swap_accounted():
+                # A limited instance may not swap: over its limit it is stopped.
+                files["memory"]["memory.swap.max"] = "0" if memory else "max"
+            return files
+        files = {
             "memory": {
                 "memory.limit_in_bytes": str(memory) if memory else "-1",
                 "memory.soft_limit_in_bytes": str(soft) if soft else "-1",
@@ -169,6 +188,22 @@ class Cgroups:
                 "cpu.shares": str(max(2, int(1024 * (share or 1)))),
             },
         }
+        if self._swap_accounted():
+            # Memory and swap together are held to the memory limit, so a limited
+            # instance cannot swap either.
+            files["memory"]["memory.memsw.limit_in_bytes"] = (
+                str(memory) if memory else "-1"
+            )
+        return files
+
+    def _swap_accounted(self) -> bool:
+        name = "memory.swap.max" if self.version == 2 else "memory.memsw.limit_in_bytes"
+        parent = self.root if self.version == 2 else os.path.join(self.root, "memory")
+        # The root cgroup has no limit files in v2; any child shows them.
+        return os.path.exists(os.path.join(parent, name)) or any(
+            os.path.exists(os.path.join(parent, child, name))
+            for child in ("nself", "system.slice", "init.scope")
+        )
 
     def current(self, instance: str) -> dict | None:
         """The parsed limits the kernel holds for an instance, None without a cgroup."""
@@ -201,7 +236,7 @@ class Cgroups:
             if self.version == 2:
                 self._enable_v2_controllers(os.path.dirname(path))
             os.makedirs(path, exist_ok=True)
-            for name, value in files.items():
+            for name, value in _write_order(path, files):
                 _write(os.path.join(path, name), value)
 
     def join(self, instance: str, pid: int) -> None:

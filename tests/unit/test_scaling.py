@@ -177,3 +177,35 @@ def test_probing_for_cgroups_creates_nothing(tmp_path):
     assert groups.unavailable() is None
     assert sorted(p.name for p in root.iterdir()) == ["cpu", "memory"]
     assert list((root / "memory").iterdir()) == []
+
+
+def test_a_limited_instance_may_not_swap_where_swap_is_accounted(tmp_path):
+    root = tmp_path / "cgroup"
+    for controller in ("memory", "cpu"):
+        (root / controller).mkdir(parents=True)
+    groups = Cgroups(str(tmp_path), "local", root=str(root))
+    limited = {"limits": {"memory": 256 * MIB}}
+    assert "memory.memsw.limit_in_bytes" not in groups.desired_files(limited)["memory"]
+    (root / "memory" / "memory.memsw.limit_in_bytes").write_text("-1\n")
+    files = groups.desired_files(limited)["memory"]
+    assert files["memory.memsw.limit_in_bytes"] == str(256 * MIB)
+    assert groups.desired_files({})["memory"]["memory.memsw.limit_in_bytes"] == "-1"
+
+
+def test_memory_and_swap_are_written_in_an_order_the_kernel_takes(tmp_path):
+    from ansible.module_utils.nself.cgroups import _write_order
+
+    (tmp_path / "memory.limit_in_bytes").write_text(str(256 * MIB))
+    files = {
+        "memory.limit_in_bytes": str(512 * MIB),
+        "memory.soft_limit_in_bytes": str(256 * MIB),
+        "memory.memsw.limit_in_bytes": str(512 * MIB),
+    }
+    rising = [name for name, _ in _write_order(str(tmp_path), files)]
+    assert rising.index("memory.memsw.limit_in_bytes") == 0
+    files = dict.fromkeys(files, str(128 * MIB))
+    falling = [name for name, _ in _write_order(str(tmp_path), files)]
+    assert falling[-1] == "memory.memsw.limit_in_bytes"
+    unlimited = dict.fromkeys(files, "-1")
+    order = [name for name, _ in _write_order(str(tmp_path), unlimited)]
+    assert order[0] == "memory.memsw.limit_in_bytes"
