@@ -54,7 +54,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports whether the file would change and nginx would reload.
+    description:
+      - Reports whether the file would change and nginx would reload, and validates
+        the new text with C(nginx -t) in a scratch copy of the config, so a dry run
+        fails where a real run would; nothing is written.
   diff_mode:
     support: full
     description: Shows the file before and after.
@@ -114,7 +117,18 @@ def main() -> None:
             before=before,
             after=content,
         )
-    if not changed or module.check_mode:
+    if not changed:
+        module.exit_json(**result)
+    if module.check_mode:
+        # A dry run validates the candidate too, so it fails where a real run would.
+        if os.path.exists(p["main_config"]):
+            try:
+                nginx.test_candidate(p["path"], content)
+            except (NginxError, OSError) as exc:
+                module.fail_json(
+                    msg="nginx would reject %s; nothing was changed: %s"
+                    % (p["path"], exc)
+                )
         module.exit_json(**result)
 
     write_text(p["path"], content)

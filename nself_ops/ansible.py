@@ -77,11 +77,11 @@ def run_playbook(
     )
 
 
-def run_module(env: str, module: str, args: dict) -> dict:
+def run_module(env: str, module: str, args: dict, *, check: bool = False) -> dict:
     """Run one module against the environment's hosts; return the first host's result.
 
     Arguments are templated with the inventory's variables, so `{{ nself_state_dir }}`
-    works as it does in a playbook.
+    works as it does in a playbook. `check` runs it in check mode.
     """
     argv = [
         _bin("ansible"),
@@ -93,7 +93,7 @@ def run_module(env: str, module: str, args: dict) -> dict:
         "-a",
         json.dumps(args),
         "--one-line",
-    ]
+    ] + (["--check"] if check else [])
     log.debug("running %s", argv)
     result = subprocess.run(
         argv,

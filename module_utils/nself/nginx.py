@@ -9,10 +9,18 @@ may stop.
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
+import tempfile
 import time
 
 from ansible.module_utils.nself.accounts import run_as
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
 
 
 class NginxError(Exception):
@@ -31,7 +39,7 @@ class Nginx:
     def pid_file(self) -> str:
         return os.path.join(self.prefix, "nginx.pid")
 
-    def test(self) -> None:
+    def test(self, conf: str | None = None) -> None:
         """Validate the whole config as nginx's account; raise with nginx's message."""
         result = run_as(
             [
@@ -39,7 +47,7 @@ class Nginx:
                 "-t",
                 "-q",
                 "-c",
-                self.conf,
+                conf or self.conf,
                 "-p",
                 self.prefix,
                 "-e",
@@ -49,6 +57,35 @@ class Nginx:
         )
         if result.returncode != 0:
             raise NginxError((result.stderr or result.stdout).strip())
+
+    def test_candidate(self, path: str, content: str) -> None:
+        """Validate the config as it would be with `content` in `path`, changing
+        nothing: the candidate goes into a scratch copy of the folder that holds
+        `path`, and a scratch main config includes that copy instead."""
+        with tempfile.TemporaryDirectory(prefix="nself-nginx-") as scratch:
+            with open(self.conf) as handle:
+                main = handle.read()
+            if os.path.abspath(path) == os.path.abspath(self.conf):
+                main = content
+            else:
+                folder = os.path.dirname(os.path.abspath(path))
+                shadow = os.path.join(scratch, "shadow")
+                shutil.copytree(folder, shadow)
+                _write(os.path.join(shadow, os.path.basename(path)), content)
+                main = main.replace(folder + os.sep, shadow + os.sep)
+            candidate = os.path.join(scratch, os.path.basename(self.conf))
+            _write(candidate, main)
+            self._hand_over(scratch)
+            self.test(candidate)
+
+    def _hand_over(self, top: str) -> None:
+        """Give a scratch folder to nginx's account, which validates as itself."""
+        if not self.user or os.geteuid() != 0:
+            return
+        account = pwd.getpwnam(self.user)
+        for folder, _, files in os.walk(top):
+            for path in [folder] + [os.path.join(folder, f) for f in files]:
+                os.chown(path, account.pw_uid, account.pw_gid)
 
     def master_pid(self) -> int | None:
         try:

@@ -459,6 +459,20 @@ def test_bad_input_changes_nothing(
     assert supervisor_pids(state_root) == pids
 
 
+def upstream_args(upstream: Path, content: str) -> dict:
+    return {
+        "path": str(upstream),
+        "content": content,
+        "main_config": "{{ nself_state_dir }}/nginx/nginx.conf",
+        "prefix": "{{ nself_state_dir }}/nginx",
+        "error_log": "{{ nself_state_dir }}/logs/nginx_error.log",
+        "user": "{{ nself_service_user }}",
+    }
+
+
+BAD_UPSTREAM = "upstream api_backend { least_conn; no_such_directive; }"
+
+
 def test_a_rejected_upstream_leaves_nginx_serving_the_previous_one(
     local_stack, state_root
 ):
@@ -467,20 +481,34 @@ def test_a_rejected_upstream_leaves_nginx_serving_the_previous_one(
     upstream = state_root / "local" / "nginx" / "upstreams" / "api.conf"
     before = upstream.read_text()
     with pytest.raises(AnsibleFailure) as failure:
-        run_module(
-            "local",
-            "nself_nginx_config",
-            {
-                "path": str(upstream),
-                "content": "upstream api_backend { least_conn; no_such_directive; }",
-                "main_config": "{{ nself_state_dir }}/nginx/nginx.conf",
-                "prefix": "{{ nself_state_dir }}/nginx",
-                "error_log": "{{ nself_state_dir }}/logs/nginx_error.log",
-                "user": "{{ nself_service_user }}",
-            },
-        )
+        run_module("local", "nself_nginx_config", upstream_args(upstream, BAD_UPSTREAM))
     message = str(failure.value)
     assert "nginx rejected" in message
     assert 'unknown directive "no_such_directive"' in message
+    assert upstream.read_text() == before
+    assert replica_of() == "api_1"
+
+
+def test_a_dry_run_validates_the_upstream_it_would_write(local_stack, state_root):
+    from nself_ops.ansible import AnsibleFailure, run_module
+
+    upstream = state_root / "local" / "nginx" / "upstreams" / "api.conf"
+    before = upstream.read_text()
+    with pytest.raises(AnsibleFailure) as failure:
+        run_module(
+            "local",
+            "nself_nginx_config",
+            upstream_args(upstream, BAD_UPSTREAM),
+            check=True,
+        )
+    assert "nginx would reject" in str(failure.value)
+    assert 'unknown directive "no_such_directive"' in str(failure.value)
+    # A valid change passes the same validation and is still only reported.
+    good = before.replace("least_conn;", "least_conn;\n    # a comment")
+    assert good != before
+    result = run_module(
+        "local", "nself_nginx_config", upstream_args(upstream, good), check=True
+    )
+    assert result["changed"] is True
     assert upstream.read_text() == before
     assert replica_of() == "api_1"
