@@ -19,18 +19,22 @@ def target(pg_cluster) -> db.DbTarget:
     )
 
 
-@pytest.fixture(scope="module")
-def app_database(target):
-    """An 'application' database whose table must come through untouched."""
-    db.ensure_database(target, "shop")
-    with psycopg.connect(
+def connect(target: db.DbTarget, dbname: str, **options) -> psycopg.Connection:
+    return psycopg.connect(
         host=target.host,
         port=target.port,
         user=target.user,
         password=target.password,
-        dbname="shop",
-        autocommit=True,
-    ) as conn:
+        dbname=dbname,
+        **options,
+    )
+
+
+@pytest.fixture(scope="module")
+def app_database(target):
+    """An 'application' database whose table must come through untouched."""
+    db.ensure_database(target, "shop")
+    with connect(target, "shop", autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS products (id int primary key)")
         conn.execute("TRUNCATE products")
         conn.execute("INSERT INTO products SELECT generate_series(1, 42)")
@@ -38,13 +42,7 @@ def app_database(target):
 
 
 def count_products(target: db.DbTarget, dbname: str) -> tuple[int, list[str]]:
-    with psycopg.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        dbname=dbname,
-    ) as conn:
+    with connect(target, dbname) as conn:
         count = conn.execute("SELECT count(*) FROM products").fetchone()[0]
         tables = [
             r[0]
@@ -116,14 +114,7 @@ def test_seconds_without_transactions_are_zero_samples():
 
 def _hold_lock_when_pgbench_runs(target, seconds: float, done: list) -> None:
     """Once pgbench's updates run, lock its accounts table for ``seconds``."""
-    with psycopg.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        dbname="nself_bench",
-        autocommit=True,
-    ) as conn:
+    with connect(target, "nself_bench", autocommit=True) as conn:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             running = conn.execute(
@@ -167,13 +158,7 @@ def test_scratch_database_is_created_and_application_tables_untouched(
     before = count_products(target, app_database)
     db.bench_db(target, workload="mixed", clients=2, duration=1)
     assert count_products(target, app_database) == before == (42, ["products"])
-    with psycopg.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        dbname="nself_bench",
-    ) as conn:
+    with connect(target, "nself_bench") as conn:
         names = {
             r[0]
             for r in conn.execute(
