@@ -20,7 +20,7 @@ options:
     description: Services to report, in this order; others defined are appended.
     type: list
     elements: str
-    default: [postgres, redis, api, nginx]
+    default: [postgres, pgbouncer, redis, api, nginx]
 extends_documentation_fragment:
   - nself_environment
 attributes:
@@ -116,7 +116,7 @@ def main() -> None:
             services=dict(
                 type="list",
                 elements="str",
-                default=["postgres", "redis", "api", "nginx"],
+                default=["postgres", "pgbouncer", "redis", "api", "nginx"],
             ),
         ),
         supports_check_mode=True,

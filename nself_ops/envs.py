@@ -12,7 +12,7 @@ from nself_ops import PROJECT_DIR
 INVENTORIES = Path(os.environ.get("NSELF_INVENTORIES") or PROJECT_DIR / "inventories")
 
 # Services every environment has, in the order status lists them.
-SERVICES = ("postgres", "redis", "api", "nginx")
+SERVICES = ("postgres", "pgbouncer", "redis", "api", "nginx")
 
 
 class InputError(ValueError):

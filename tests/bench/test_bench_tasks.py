@@ -163,6 +163,26 @@ def test_bench_db_on_the_local_stack(invoke, local_stack, bench_dirs):
 
 
 @pytest.mark.stack
+def test_bench_db_through_the_stacks_pgbouncer(invoke, local_stack, bench_dirs):
+    result = invoke(
+        "bench-db",
+        "--read",
+        "--via",
+        "pooler",
+        "--clients",
+        "4",
+        "--duration",
+        "2",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result
+    summary = result.json()
+    assert summary["tps"] > 0
+    assert summary["database"] == "nself_bench"
+
+
+@pytest.mark.stack
 def test_bench_load_checkout_on_the_local_stack(invoke, local_stack, bench_dirs):
     result = invoke(
         "bench-load",

@@ -39,7 +39,7 @@ def test_unknown_service(invoke):
     result = invoke("logs", "--service", "mysql")
     assert result.returncode != 0
     assert "unknown service 'mysql'" in result.stderr
-    assert "valid services: postgres, redis, api, nginx" in result.stderr
+    assert "valid services: postgres, pgbouncer, redis, api, nginx" in result.stderr
 
 
 def test_unknown_format(invoke):

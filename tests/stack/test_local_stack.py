@@ -12,7 +12,7 @@ from nself_ops.envs import service_user
 
 pytestmark = pytest.mark.stack
 
-SERVICES = ("postgres", "redis", "api", "nginx")
+SERVICES = ("postgres", "pgbouncer", "redis", "api", "nginx")
 
 
 def get(url: str):
@@ -51,6 +51,7 @@ def test_status_json_reports_every_service_healthy(local_stack):
     [
         ("postgres", 15432),
         ("redis-server", 16379),
+        ("pgbouncer", 16432),
         ("nginx", 18080),
         ("gunicorn", 18101),
     ],
@@ -63,7 +64,9 @@ def test_service_listens_on_loopback_only(host, local_stack, program, port):
     assert listening == ["tcp://127.0.0.1:%d" % port], listening
 
 
-@pytest.mark.parametrize("program", ["postgres", "redis", "api_1", "nginx"])
+@pytest.mark.parametrize(
+    "program", ["postgres", "pgbouncer", "redis", "api_1", "nginx"]
+)
 def test_services_run_as_the_service_account(host, local_stack, state_root, program):
     from ansible.module_utils.nself.supervisor import Supervisor
 
@@ -88,7 +91,12 @@ def test_secrets_are_private_files(host, local_stack, state_root):
     assert expected <= names
     for name in names:
         assert host.file(str(secrets / name)).mode == 0o600, name
-    for conf in ("redis/redis.conf", "postgres/postgresql.conf"):
+    for conf in (
+        "redis/redis.conf",
+        "postgres/postgresql.conf",
+        "pgbouncer/pgbouncer.ini",
+        "pgbouncer/userlist.txt",
+    ):
         assert host.file(str(state_root / "local" / conf)).mode == 0o600, conf
 
 
@@ -124,6 +132,37 @@ def test_request_through_nginx_reads_postgres_and_redis(local_stack):
     orders = json.loads(body)["orders"]
     assert orders
     assert {o["user_id"] for o in orders} == {42}
+
+
+def test_pgbouncer_pools_the_applications_connections(local_stack, state_root):
+    secrets = state_root / "local" / "secrets"
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=16432,
+        user="shop",
+        password=(secrets / "postgres_app_password").read_text().strip(),
+        dbname="shop",
+        autocommit=True,
+        # PgBouncer in transaction mode keeps no prepared statements per client.
+        prepare_threshold=None,
+    ) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 200_000
+    # PgBouncer's own console lists the pool that query went through.
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=16432,
+        user="postgres",
+        password=(secrets / "postgres_superuser_password").read_text().strip(),
+        dbname="pgbouncer",
+        autocommit=True,
+        prepare_threshold=None,
+    ) as admin:
+        cur = admin.cursor()
+        cur.execute("SHOW POOLS")
+        columns = [c.name for c in cur.description]
+        pools = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    shop = [p for p in pools if p["database"] == "shop" and p["user"] == "shop"]
+    assert shop and shop[0]["pool_mode"] == "transaction"
 
 
 def test_postgres_has_statement_statistics_and_hypopg(local_stack, state_root):

@@ -422,7 +422,7 @@ def test_scale_up_postgres_retunes_its_memory_settings(
         (["scale-up", "--service", "api", "--memory", "1"], "of at least 6M"),
         (["scale-up", "--service", "api", "--cpu", "64"], "valid values are from"),
         (["scale-out", "--service", "mysql"], "unknown service 'mysql'"),
-        (["scale-out", "--service", "mysql"], "postgres, redis, api, nginx"),
+        (["scale-out", "--service", "mysql"], "postgres, pgbouncer, redis, api, nginx"),
         (
             ["scale-out", "--service", "postgres", "--replicas", "2"],
             "cannot have replicas",
