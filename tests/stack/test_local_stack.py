@@ -134,28 +134,26 @@ def test_request_through_nginx_reads_postgres_and_redis(local_stack):
     assert {o["user_id"] for o in orders} == {42}
 
 
-def test_pgbouncer_pools_the_applications_connections(local_stack, state_root):
-    secrets = state_root / "local" / "secrets"
-    with psycopg.connect(
+def pgbouncer_conn(state_root, user: str, secret: str, dbname: str):
+    password = (state_root / "local" / "secrets" / secret).read_text().strip()
+    return psycopg.connect(
         host="127.0.0.1",
         port=16432,
-        user="shop",
-        password=(secrets / "postgres_app_password").read_text().strip(),
-        dbname="shop",
+        user=user,
+        password=password,
+        dbname=dbname,
         autocommit=True,
         # PgBouncer in transaction mode keeps no prepared statements per client.
         prepare_threshold=None,
-    ) as conn:
+    )
+
+
+def test_pgbouncer_pools_the_applications_connections(local_stack, state_root):
+    with pgbouncer_conn(state_root, "shop", "postgres_app_password", "shop") as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 200_000
     # PgBouncer's own console lists the pool that query went through.
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=16432,
-        user="postgres",
-        password=(secrets / "postgres_superuser_password").read_text().strip(),
-        dbname="pgbouncer",
-        autocommit=True,
-        prepare_threshold=None,
+    with pgbouncer_conn(
+        state_root, "postgres", "postgres_superuser_password", "pgbouncer"
     ) as admin:
         cur = admin.cursor()
         cur.execute("SHOW POOLS")
